@@ -1,0 +1,147 @@
+"""Typed, frozen configuration for dr-panel.
+
+Three profiles: ``development`` (the embedded default: SQLite and keys generated into ``instance/``),
+``testing`` and ``production``. Secrets never live here: keys come from the environment or a key
+file (see ``dr_panel.crypto``). ``DATABASE_URL`` selects PostgreSQL in any profile.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_INSTANCE = PROJECT_ROOT / "instance"
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw else default
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the URLs hosting platforms hand out and pick psycopg 3 as the driver."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings shared by every profile. Field names are the Flask config keys."""
+
+    ENV_NAME: str = "base"
+    INSTANCE_PATH: str = str(DEFAULT_INSTANCE)
+    SQLALCHEMY_DATABASE_URI: str = ""
+    SQLALCHEMY_ENGINE_OPTIONS: dict[str, Any] = field(default_factory=dict)
+    # Keys: a JSON key file, or DR_PANEL_* environment variables (dr_panel.crypto.KeyRing).
+    KEYS_FILE: str = ""
+    GENERATE_KEYS: bool = False
+    TESTING: bool = False
+    DEBUG: bool = False
+
+    # Sessions (OWASP ASVS V3): idle timeout and absolute lifetime, enforced server-side.
+    SESSION_IDLE_TIMEOUT: timedelta = timedelta(minutes=30)
+    SESSION_ABSOLUTE_LIFETIME: timedelta = timedelta(hours=12)
+    PERMANENT_SESSION_LIFETIME: timedelta = timedelta(hours=12)
+    SESSION_COOKIE_NAME: str = "drpanel_session"
+    SESSION_COOKIE_HTTPONLY: bool = True
+    SESSION_COOKIE_SAMESITE: str = "Strict"
+    SESSION_COOKIE_SECURE: bool = False
+
+    # Second factor: required, for the roles that can reach identifiers (and admins), when on.
+    REQUIRE_2FA: bool = False
+    TOTP_ISSUER: str = "dr-panel"
+
+    # Passwords: NIST SP 800-63B lengths; argon2id at RFC 9106 / OWASP strength.
+    PASSWORD_MIN_LENGTH: int = 12
+    PASSWORD_MAX_LENGTH: int = 128
+    ARGON2_TIME_COST: int = 3
+    ARGON2_MEMORY_COST: int = 65536  # KiB
+    ARGON2_PARALLELISM: int = 4
+
+    # Throttling (Flask-Limiter). Redis in production: RATELIMIT_STORAGE_URI=redis://...
+    RATELIMIT_ENABLED: bool = True
+    RATELIMIT_STORAGE_URI: str = "memory://"
+    RATELIMIT_HEADERS_ENABLED: bool = False
+    LOGIN_LIMIT_PER_CLIENT: str = "20 per 15 minutes"
+    LOGIN_LIMIT_PER_ACCOUNT: str = "5 per 15 minutes"
+
+    WTF_CSRF_ENABLED: bool = True
+    WTF_CSRF_TIME_LIMIT: int | None = None  # the token lives as long as the session
+    PREFERRED_URL_SCHEME: str = "http"
+    PAGE_SIZE: int = 50
+    # Demo logins are printed by `dr-panel start` only where demo data is allowed.
+    ALLOW_DEMO_DATA: bool = False
+
+    def as_flask_mapping(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DevelopmentConfig(Config):
+    ENV_NAME: str = "development"
+    GENERATE_KEYS: bool = True
+    ALLOW_DEMO_DATA: bool = True
+
+
+@dataclass(frozen=True)
+class TestingConfig(Config):
+    ENV_NAME: str = "testing"
+    TESTING: bool = True
+    GENERATE_KEYS: bool = True
+    ALLOW_DEMO_DATA: bool = True
+    WTF_CSRF_ENABLED: bool = False
+    # Cheap but real argon2id so the suite stays quick; production keeps the strong profile.
+    ARGON2_TIME_COST: int = 1
+    ARGON2_MEMORY_COST: int = 8192
+    ARGON2_PARALLELISM: int = 1
+
+
+@dataclass(frozen=True)
+class ProductionConfig(Config):
+    ENV_NAME: str = "production"
+    REQUIRE_2FA: bool = True
+    SESSION_COOKIE_SECURE: bool = True
+    PREFERRED_URL_SCHEME: str = "https"
+
+
+PROFILES: dict[str, type[Config]] = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+
+def load_config(name: str | None = None, **overrides: Any) -> Config:
+    """Build the profile named by ``name`` or ``DR_PANEL_ENV`` and apply environment overrides."""
+    name = name or os.environ.get("DR_PANEL_ENV", "development")
+    if name not in PROFILES:
+        raise SystemExit(f"DR_PANEL_ENV must be one of {', '.join(PROFILES)}; got {name!r}.")
+    base = PROFILES[name]()
+    instance = Path(os.environ.get("DR_PANEL_INSTANCE", base.INSTANCE_PATH))
+    url = os.environ.get("DATABASE_URL") or f"sqlite:///{instance / 'dr-panel.sqlite3'}"
+    env: dict[str, Any] = {
+        "INSTANCE_PATH": str(instance),
+        "SQLALCHEMY_DATABASE_URI": normalise_database_url(url),
+        "KEYS_FILE": os.environ.get("DR_PANEL_KEYS_FILE", str(instance / "keys.json")),
+        "REQUIRE_2FA": _env_bool("REQUIRE_2FA", base.REQUIRE_2FA),
+        "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", base.RATELIMIT_STORAGE_URI),
+        "SESSION_IDLE_TIMEOUT": timedelta(
+            minutes=_env_int("SESSION_IDLE_MINUTES", int(base.SESSION_IDLE_TIMEOUT.total_seconds() // 60))
+        ),
+    }
+    env.update(overrides)
+    return replace(base, **env)

@@ -1,0 +1,92 @@
+"""dr-panel: case review for drug-related deaths and non-fatal overdoses."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from config import PROJECT_ROOT, Config, load_config
+from dr_panel.crypto import KeyConfigError, KeyRing
+from dr_panel.extensions import csrf, db, limiter, migrate
+
+__version__ = "0.1.0"
+log = logging.getLogger("dr_panel")
+
+
+class StartupError(SystemExit):
+    """The app refuses to start; the message says what to fix."""
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        cur = dbapi_connection.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=5000")
+        # Readers never block the writer: the development server serves requests in threads.
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.close()
+
+
+def create_app(config: Config | str | None = None, **overrides: Any) -> Flask:
+    if not isinstance(config, Config):
+        config = load_config(config, **overrides)
+    app = Flask(
+        __name__,
+        instance_path=config.INSTANCE_PATH,
+        template_folder=str(PROJECT_ROOT / "templates"),
+        static_folder=str(PROJECT_ROOT / "static"),
+    )
+    app.config.from_mapping(config.as_flask_mapping())
+    Path(app.instance_path).mkdir(mode=0o700, parents=True, exist_ok=True)
+    _configure_logging(app)
+    _load_keys(app, config)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
+    csrf.init_app(app)
+    limiter.init_app(app)
+
+    from dr_panel import models  # noqa: F401  every table, for migrations
+    from dr_panel import auth, security
+    from dr_panel.admin.routes import bp as admin_bp
+    from dr_panel.audit.routes import bp as audit_bp
+    from dr_panel.main.routes import bp as main_bp
+
+    security.init_app(app)
+    auth.init_app(app)
+    app.register_blueprint(main_bp)
+    app.register_blueprint(admin_bp)
+    app.register_blueprint(audit_bp)
+    app.jinja_env.globals["app_version"] = __version__
+    return app
+
+
+def _load_keys(app: Flask, config: Config) -> None:
+    production = config.ENV_NAME == "production"
+    try:
+        keys = KeyRing.load(Path(config.KEYS_FILE), generate=config.GENERATE_KEYS and not production,
+                            strict_permissions=production)
+    except KeyConfigError as err:
+        raise StartupError(f"dr-panel cannot start: {err}. See 'Keys' in README.md.") from None
+    if production and config.DEBUG:
+        raise StartupError("dr-panel cannot start: DEBUG must be off in production.")
+    app.extensions["dr_panel.keys"] = keys
+    app.secret_key = keys.session
+    app.config["WTF_CSRF_SECRET_KEY"] = keys.csrf
+
+
+def _configure_logging(app: Flask) -> None:
+    logger = logging.getLogger("dr_panel")
+    if not logger.handlers and not app.testing:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(os.environ.get("DR_PANEL_LOG_LEVEL", "INFO"))

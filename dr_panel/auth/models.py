@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from flask_login import UserMixin
+from sqlalchemy import Column, Enum, ForeignKey, Integer, String, Table, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from dr_panel.dbtypes import PublicIdMixin, UTCDateTime, utcnow
+from dr_panel.extensions import db
+from dr_panel.reference.models import Agency, Area
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    COORDINATOR = "coordinator"
+    PANEL_MEMBER = "panel_member"
+    AGENCY_CONTRIBUTOR = "agency_contributor"
+    LEAD = "lead"
+
+    @property
+    def label(self) -> str:
+        return ROLE_LABELS[self]
+
+    @property
+    def can_reach_identifiers(self) -> bool:
+        """Roles that may ever see who a person is (DESIGN.md): coordinators, panel members,
+        and agency contributors through their requests. Leads and admins never do."""
+        return self in {Role.COORDINATOR, Role.PANEL_MEMBER, Role.AGENCY_CONTRIBUTOR}
+
+    @property
+    def needs_second_factor(self) -> bool:
+        """With REQUIRE_2FA on: every role that reaches identifiers, and admins, who hold the
+        keys to every account."""
+        return self.can_reach_identifiers or self is Role.ADMIN
+
+    @property
+    def needs_agency(self) -> bool:
+        return self in {Role.PANEL_MEMBER, Role.AGENCY_CONTRIBUTOR}
+
+
+ROLE_LABELS = {
+    Role.ADMIN: "System administrator",
+    Role.COORDINATOR: "Panel coordinator",
+    Role.PANEL_MEMBER: "Panel member",
+    Role.AGENCY_CONTRIBUTOR: "Agency contributor",
+    Role.LEAD: "Public-health lead",
+}
+
+user_areas = Table(
+    "user_areas",
+    db.metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("area_id", Integer, ForeignKey("areas.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class User(PublicIdMixin, UserMixin, db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True, nullable=False)
+    display_name: Mapped[str] = mapped_column(String(120), nullable=False)
+    role: Mapped[Role] = mapped_column(
+        Enum(Role, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e],
+             validate_strings=True),
+        nullable=False,
+    )
+    agency_id: Mapped[int | None] = mapped_column(ForeignKey("agencies.id"))
+    password_hash: Mapped[str] = mapped_column(String(255), nullable=False)
+    must_change_password: Mapped[bool] = mapped_column(default=False, nullable=False)
+    password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    # TOTP secret, AES-GCM encrypted and bound to this user (dr_panel.crypto).
+    totp_secret_enc: Mapped[str | None] = mapped_column(Text)
+    totp_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The last time-step accepted: a code is good once, and never an older one after it.
+    totp_last_counter: Mapped[int | None] = mapped_column(Integer)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    agency: Mapped[Agency | None] = relationship(lazy="joined")
+    areas: Mapped[list[Area]] = relationship(secondary=user_areas, lazy="selectin", order_by=Area.name)
+
+    def __repr__(self) -> str:
+        return f"<User {self.uuid} {self.role.value}>"
+
+    # Flask-Login reads these; sessions are loaded through UserSession, never by this id.
+    @property
+    def is_active(self) -> bool:  # type: ignore[override]
+        return self.disabled_at is None
+
+    def get_id(self) -> str:
+        return str(self.uuid)
+
+    @property
+    def has_second_factor(self) -> bool:
+        return self.totp_enabled_at is not None
+
+    @property
+    def area_ids(self) -> set[int]:
+        return {a.id for a in self.areas}
+
+    def can_work_in(self, area: Area) -> bool:
+        return area.id in self.area_ids
+
+    # Per-record rules, reached through dr_panel.security.get_or_404.
+    def can_view(self, actor: User) -> bool:
+        return actor.role is Role.ADMIN or actor.id == self.id
+
+    def can_edit(self, actor: User) -> bool:
+        return actor.role is Role.ADMIN
+
+
+class UserSession(db.Model):  # type: ignore[name-defined,misc]
+    """A signed-in browser. The cookie holds a random token; only its hash is stored, so ending
+    a session here (logout, password change, account disabled) ends it everywhere at once."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    end_reason: Mapped[str | None] = mapped_column(String(40))
+    ip_address: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(200))
+
+    user: Mapped[User] = relationship(lazy="joined")
+
+    def __repr__(self) -> str:
+        return f"<UserSession {self.id} ended={self.ended_at is not None}>"

@@ -1,0 +1,286 @@
+"""Signing in and out, and the person's own account.
+
+Signing in has stages: password, then a code (or enrolment of a second factor where it is
+required and missing), then a new password where the admin set a temporary one. Until every
+stage is passed nobody is signed in; the stage lives in the session under ``pending`` for ten
+minutes. At the end the session is cleared and a new server-side session begins.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_login import current_user
+from werkzeug.wrappers import Response
+
+from dr_panel.audit.services import record
+from dr_panel.auth import services
+from dr_panel.auth.passwords import verify_password
+from dr_panel.auth.forms import ChangePasswordForm, CodeForm, LoginForm, NewPasswordForm
+from dr_panel.auth.models import User
+from dr_panel.crypto import DecryptionError, hash_token
+from dr_panel.dbtypes import parse_uuid, utcnow
+from dr_panel.extensions import db, limiter
+from dr_panel.forms import EmptyForm
+from dr_panel.security import public, safe_next, signed_in
+
+bp = Blueprint("auth", __name__)
+
+PENDING_MINUTES = 10
+
+
+# -- throttling -----------------------------------------------------------------------------------
+
+
+def _account_key() -> str:
+    """Throttle per account (by a hash of the address typed, known or not) as well as per client."""
+    pending = session.get("pending") or {}
+    email = request.form.get("email") or pending.get("email") or ""
+    return "acct:" + hash_token(services.normalise_email(email))[:32]
+
+
+def _failed(response: Response) -> bool:
+    return bool(g.get("signin_failed"))
+
+
+limit_client = limiter.limit(
+    lambda: current_app.config["LOGIN_LIMIT_PER_CLIENT"], methods=["POST"], deduct_when=_failed)
+limit_account = limiter.shared_limit(
+    lambda: current_app.config["LOGIN_LIMIT_PER_ACCOUNT"], scope="signin-account",
+    key_func=_account_key, methods=["POST"], deduct_when=_failed)
+
+
+# -- the pending sign-in ------------------------------------------------------------------------
+
+
+def _start_pending(user: User, stage: str, next_url: str | None) -> None:
+    session.clear()
+    session["pending"] = {"user": str(user.uuid), "email": user.email, "stage": stage,
+                          "at": utcnow().isoformat(), "next": next_url}
+
+
+def _pending_user(stage: str) -> User | None:
+    pending = session.get("pending")
+    if not pending or pending.get("stage") != stage:
+        return None
+    if utcnow() - datetime.fromisoformat(pending["at"]) > timedelta(minutes=PENDING_MINUTES):
+        session.pop("pending", None)
+        flash("Signing in took longer than 10 minutes, so please start again.", "info")
+        return None
+    uid = parse_uuid(pending["user"])
+    user = db.session.scalar(db.select(User).where(User.uuid == uid)) if uid else None
+    return user if user is not None and user.is_active else None
+
+
+def _advance(user: User, after: str) -> Response:
+    """Move to the next stage that applies after ``after``, or finish signing in."""
+    next_url = (session.get("pending") or {}).get("next") or safe_next(request.args.get("next"))
+    order = ["password", "code", "enrol", "new_password"]
+    for stage in order[order.index(after) + 1 :]:
+        if stage == "code" and user.has_second_factor:
+            break
+        if stage == "enrol" and not user.has_second_factor and services.second_factor_required(user):
+            break
+        if stage == "new_password" and user.must_change_password:
+            break
+    else:
+        return _finish(user, next_url)
+    _start_pending(user, stage, next_url)
+    db.session.commit()
+    return redirect(url_for(f"auth.login_{stage}"))
+
+
+def _finish(user: User, next_url: str | None) -> Response:
+    session.clear()  # a fresh session: nothing carried over from before sign-in
+    token = services.begin_session(user)
+    db.session.commit()
+    session["sid"] = token
+    session.permanent = True
+    return redirect(next_url or url_for("main.home"))
+
+
+def me() -> User:
+    return current_user._get_current_object()  # type: ignore[no-any-return]
+
+
+def _back_to_start() -> Response:
+    return redirect(url_for("auth.login"))
+
+
+# -- stages ---------------------------------------------------------------------------------------
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@public
+@limit_account
+@limit_client
+def login() -> Any:
+    if current_user.is_authenticated:
+        return redirect(url_for("main.home"))
+    form = LoginForm()
+    if form.validate_on_submit():
+        user = services.authenticate(form.email.data, form.password.data)
+        if user is None:
+            db.session.commit()  # the failed attempt's audit entry
+            g.signin_failed = True
+            form.password.errors.append(
+                "The e-mail address or password is not right. Check both and try again; "
+                "after 5 failed attempts you must wait 15 minutes.")
+            return render_template("auth/login.html", form=form), 200
+        session["pending"] = {"next": safe_next(request.args.get("next"))}
+        return _advance(user, "password")
+    return render_template("auth/login.html", form=form)
+
+
+@bp.route("/login/code", methods=["GET", "POST"])
+@public
+@limit_account
+@limit_client
+def login_code() -> Any:
+    user = _pending_user("code")
+    if user is None:
+        return _back_to_start()
+    form = CodeForm()
+    if form.validate_on_submit():
+        if services.check_code(user, form.code.data):
+            return _advance(user, "code")
+        db.session.commit()
+        g.signin_failed = True
+        form.code.errors.append("That code is not right, or was already used. Wait for the next "
+                                "code in your app and enter it.")
+    return render_template("auth/login_code.html", form=form)
+
+
+@bp.route("/login/enrol", methods=["GET", "POST"])
+@public
+@limit_account
+@limit_client
+def login_enrol() -> Any:
+    user = _pending_user("enrol")
+    if user is None:
+        return _back_to_start()
+    return _enrol_page(user, on_success=lambda: _advance(user, "enrol"), required=True)
+
+
+@bp.route("/login/new-password", methods=["GET", "POST"])
+@public
+def login_new_password() -> Any:
+    user = _pending_user("new_password")
+    if user is None:
+        return _back_to_start()
+    form = NewPasswordForm()
+    if form.validate_on_submit():
+        try:
+            services.set_password(user, form.password.data)
+        except services.AccountError as err:
+            form.password.errors.append(str(err))
+        else:
+            flash("Your new password is saved.", "success")
+            return _advance(user, "new_password")
+    return render_template("auth/new_password.html", form=form)
+
+
+def _enrol_page(user: User, *, on_success: Any, required: bool) -> Any:
+    """Show a fresh secret (kept sealed in the session) and confirm it with a first code."""
+    form = CodeForm()
+    sealed = session.get("totp_pending")
+    secret = None
+    if sealed:
+        try:
+            secret = services.open_pending_secret(user, sealed)
+        except DecryptionError:
+            secret = None
+    if secret is None or request.method == "GET":
+        secret = services.new_totp_secret()
+        session["totp_pending"] = services.seal_pending_secret(user, secret)
+    if form.validate_on_submit():
+        if services.enrol_second_factor(user, secret, form.code.data):
+            session.pop("totp_pending", None)
+            db.session.commit()
+            flash("Two-step verification is on. You will be asked for a code each time you sign in.",
+                  "success")
+            return on_success()
+        g.signin_failed = True
+        form.code.errors.append("That code does not match. Check the app shows dr-panel, wait "
+                                "for a new code and enter it.")
+    uri = services.provisioning_uri(user, secret)
+    return render_template("auth/enrol.html", form=form, qr=services.qr_svg(uri), secret=secret,
+                           required=required)
+
+
+# -- signed in ------------------------------------------------------------------------------------
+
+
+@bp.route("/logout", methods=["POST"])
+@signed_in
+def logout() -> Any:
+    form = EmptyForm()
+    if form.validate_on_submit():
+        services.end_session(g.user_session, "signed out")
+        db.session.commit()
+        session.clear()
+        flash("You have signed out.", "info")
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/account")
+@signed_in
+def account() -> Any:
+    return render_template("auth/account.html", sessions=services.live_sessions(me()),
+                           form=EmptyForm())
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@signed_in
+@limit_client
+def change_password() -> Any:
+    form = ChangePasswordForm()
+    if form.validate_on_submit():
+        if not verify_password(current_user.password_hash, form.current.data):
+            g.signin_failed = True
+            form.current.errors.append("Your current password is not right. Type it again.")
+        else:
+            try:
+                services.set_password(me(), form.password.data, keep=g.user_session)
+            except services.AccountError as err:
+                form.password.errors.append(str(err))
+            else:
+                db.session.commit()
+                flash("Your password is changed. Every other session has been signed out.",
+                      "success")
+                return redirect(url_for("auth.account"))
+    return render_template("auth/change_password.html", form=form)
+
+
+@bp.route("/account/two-factor", methods=["GET", "POST"])
+@signed_in
+@limit_client
+def two_factor() -> Any:
+    def done() -> Response:
+        return redirect(url_for("auth.account"))
+
+    return _enrol_page(me(), on_success=done, required=False)
+
+
+@bp.route("/account/sessions/end-others", methods=["POST"])
+@signed_in
+def end_other_sessions() -> Any:
+    if EmptyForm().validate_on_submit():
+        n = services.end_all_sessions(me(), "signed out by owner", keep=g.user_session)
+        record("account.sessions_ended", object_type="users",
+                        object_uuid=current_user.uuid, details={"count": n})
+        db.session.commit()
+        flash(f"Signed out {n} other session{'s' if n != 1 else ''}.", "success")
+    return redirect(url_for("auth.account"))

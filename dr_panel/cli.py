@@ -1,0 +1,250 @@
+"""The ``dr-panel`` command: Flask's CLI (``run``, ``shell``, ``db`` from Flask-Migrate) plus
+dr-panel's own groups. Passwords are read from a prompt or standard input, never an argument."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from flask import current_app
+from flask.cli import FlaskGroup, with_appcontext
+from sqlalchemy import func, select
+
+from dr_panel import create_app
+from dr_panel.auth import services as accounts
+from dr_panel.auth.models import Role, User
+from dr_panel.extensions import db
+from dr_panel.reference import services as reference
+from dr_panel.reference.models import Sector
+
+
+@click.group(cls=FlaskGroup, create_app=lambda: create_app(), add_version_option=True)
+def main() -> None:
+    """dr-panel: drug-related death and non-fatal overdose panels, and drug alerts."""
+
+
+def fail(message: str) -> None:
+    db.session.rollback()
+    raise click.ClickException(message)
+
+
+def read_password(prompt: str = "Password") -> str:
+    if sys.stdin.isatty():
+        return str(click.prompt(prompt, hide_input=True, confirmation_prompt=True))
+    line = sys.stdin.readline().rstrip("\n")
+    if not line:
+        fail("No password on standard input. Pipe one line, or run in a terminal to be prompted.")
+    return line
+
+
+# -- users --------------------------------------------------------------------------------------
+
+
+@main.group()
+def users() -> None:
+    """Create, list, disable and enable accounts."""
+
+
+@users.command("create")
+@click.option("--email", required=True, help="Work e-mail address; the sign-in name.")
+@click.option("--role", required=True, type=click.Choice([r.value for r in Role]))
+@click.option("--area", "areas", required=True, multiple=True,
+              help="ONS code of an area to grant, e.g. E06000009. Repeat for several.")
+@click.option("--agency", help="Agency code, e.g. POLICE (panel members and contributors).")
+@click.option("--name", "display_name", help="Full name (defaults to the e-mail's local part).")
+@with_appcontext
+def users_create(email: str, role: str, areas: tuple[str, ...], agency: str | None,
+                 display_name: str | None) -> None:
+    """Create an account. The password is prompted for (or read from standard input)."""
+    password = read_password()
+    details = accounts.AccountDetails(
+        email=email, display_name=display_name or email.split("@")[0], role=Role(role),
+        area_codes=areas, agency_code=agency)
+    try:
+        user, _ = accounts.create_user(details, password=password, by=None, must_change=False)
+    except accounts.AccountError as err:
+        fail(str(err))
+    db.session.commit()
+    click.echo(f"Created {user.role.label.lower()} {user.email} ({user.uuid}).")
+
+
+def _user_or_fail(email: str) -> User:
+    user = accounts.find_user(email)
+    if user is None:
+        fail(f"No account with the e-mail address {email}.")
+    assert user is not None
+    return user
+
+
+@users.command("disable")
+@click.argument("email")
+@with_appcontext
+def users_disable(email: str) -> None:
+    """Disable an account and end all its sessions at once."""
+    user = _user_or_fail(email)
+    try:
+        accounts.set_disabled(user, True, by=None)
+    except accounts.AccountError as err:
+        fail(str(err))
+    db.session.commit()
+    click.echo(f"Disabled {user.email}; every session of theirs has ended.")
+
+
+@users.command("enable")
+@click.argument("email")
+@with_appcontext
+def users_enable(email: str) -> None:
+    """Enable a disabled account."""
+    user = _user_or_fail(email)
+    accounts.set_disabled(user, False, by=None)
+    db.session.commit()
+    click.echo(f"Enabled {user.email}.")
+
+
+@users.command("list")
+@with_appcontext
+def users_list() -> None:
+    """List accounts with role, areas and status."""
+    for u in db.session.scalars(select(User).order_by(User.email)):
+        status = "disabled" if u.disabled_at else ("2FA" if u.has_second_factor else "no 2FA")
+        areas = ",".join(a.ons_code for a in u.areas)
+        click.echo(f"{u.email:40} {u.role.value:20} {areas:30} {status}")
+
+
+# -- reference data -----------------------------------------------------------------------------
+
+
+@main.group()
+def areas() -> None:
+    """Areas (local authorities), by ONS code."""
+
+
+@areas.command("add")
+@click.option("--code", required=True, help="ONS code, e.g. E06000009.")
+@click.option("--name", required=True)
+@click.option("--network", help="Drug information network shared with other areas.")
+@with_appcontext
+def areas_add(code: str, name: str, network: str | None) -> None:
+    try:
+        area = reference.save_area(None, ons_code=code, name=name, network=network)
+    except reference.ReferenceDataError as err:
+        fail(str(err))
+    db.session.commit()
+    click.echo(f"Added {area.label}.")
+
+
+@areas.command("list")
+@with_appcontext
+def areas_list() -> None:
+    for a in reference.all_areas():
+        click.echo(f"{a.ons_code}  {a.name:40} {a.network or ''}{'' if a.is_active else ' (not in use)'}")
+
+
+@main.group()
+def agencies() -> None:
+    """Partner agencies, by short code."""
+
+
+@agencies.command("add")
+@click.option("--code", required=True, help="Short code, e.g. POLICE.")
+@click.option("--name", required=True)
+@click.option("--sector", required=True, type=click.Choice([s.value for s in Sector]))
+@with_appcontext
+def agencies_add(code: str, name: str, sector: str) -> None:
+    try:
+        agency = reference.save_agency(None, code=code, name=name, sector=Sector(sector))
+    except reference.ReferenceDataError as err:
+        fail(str(err))
+    db.session.commit()
+    click.echo(f"Added {agency.label}.")
+
+
+@agencies.command("list")
+@with_appcontext
+def agencies_list() -> None:
+    for a in reference.all_agencies():
+        click.echo(f"{a.code:12} {a.name:50} {a.sector.label}")
+
+
+# -- audit --------------------------------------------------------------------------------------
+
+
+@main.group()
+def audit() -> None:
+    """The tamper-evident audit log."""
+
+
+@audit.command("verify")
+@with_appcontext
+def audit_verify() -> None:
+    """Check the whole HMAC chain; name the first entry changed, inserted or deleted."""
+    from dr_panel.audit.services import count, verify
+
+    total = count()
+    with click.progressbar(length=total, label="Checking the audit log", file=sys.stderr) as bar:
+        result = verify(progress=bar)
+    if result.ok:
+        click.echo(f"The audit log is intact: {result.checked} entries checked.")
+        return
+    click.echo(f"The audit log has been tampered with: {result.problem}. "
+               f"{result.checked} entries before it are intact.", err=True)
+    sys.exit(1)
+
+
+# -- demo and start -----------------------------------------------------------------------------
+
+
+@main.group()
+def demo() -> None:
+    """Synthetic demonstration data."""
+
+
+@demo.command("load")
+@with_appcontext
+def demo_load() -> None:
+    """Load demo areas, agencies and one login per role (synthetic, never real people)."""
+    from dr_panel.demo import load, logins_file
+
+    if not current_app.config["ALLOW_DEMO_DATA"]:
+        fail("Demo data is not allowed in this environment (DR_PANEL_ENV=production).")
+    created = load()
+    click.echo("Loaded demo data." if created else "Demo data was already loaded.")
+    _print_logins(logins_file())
+
+
+def _print_logins(path: Path) -> None:
+    if not path.exists():
+        return
+    click.echo(f"\nDemo logins (also in {path}, readable by you only):\n")
+    click.echo(path.read_text(encoding="utf-8"))
+
+
+@main.command("start")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@with_appcontext
+def start(host: str, port: int) -> None:
+    """Migrate the database, load demo data on first run, print the demo logins and serve."""
+    from flask_migrate import upgrade
+
+    from dr_panel.demo import load, logins_file
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    click.echo("Applying database migrations...")
+    upgrade()
+    has_users = db.session.scalar(select(func.count()).select_from(User))
+    if app.config["ALLOW_DEMO_DATA"]:
+        if not has_users:
+            click.echo("First run: loading demo data...")
+            load()
+        _print_logins(logins_file())
+    elif not has_users:
+        click.echo("No accounts yet: create an admin with\n"
+                   "  dr-panel users create --email you@example.org --role admin --area E06000009")
+    click.echo(f"dr-panel is running at http://{host}:{port}/  (Ctrl+C to stop)")
+    app.run(host=host, port=port, debug=False, use_reloader=False)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, render_template
+from flask_login import current_user
+from sqlalchemy import func, select, text
+
+from dr_panel.audit.models import AuditEntry, Outcome
+from dr_panel.auth.models import Role, User
+from dr_panel.dbtypes import utcnow
+from dr_panel.extensions import db
+from dr_panel.security import public, signed_in
+
+bp = Blueprint("main", __name__)
+
+
+@bp.route("/")
+@signed_in
+def home() -> Any:
+    """What needs this person's attention, by role."""
+    attention: list[dict[str, Any]] = []
+    if not current_user.has_second_factor:
+        required = current_app.config["REQUIRE_2FA"] and current_user.role.needs_second_factor
+        attention.append({
+            "text": "Set up two-step verification" + (" (required)" if required else ""),
+            "hint": "A code from an app on your phone keeps your account safe even if your "
+                    "password is stolen.",
+            "endpoint": "auth.two_factor"})
+    failed = _failed_signins_since_last_login()
+    admin = _admin_summary() if current_user.role is Role.ADMIN else None
+    return render_template("main/home.html", attention=attention, failed=failed, admin=admin)
+
+
+def _failed_signins_since_last_login() -> int:
+    logins = db.session.scalars(
+        select(AuditEntry.occurred_at)
+        .where(AuditEntry.actor_uuid == current_user.uuid, AuditEntry.action == "auth.login")
+        .order_by(AuditEntry.seq.desc()).limit(2)).all()
+    since = logins[1] if len(logins) > 1 else None
+    stmt = select(func.count()).select_from(AuditEntry).where(
+        AuditEntry.actor_uuid == current_user.uuid, AuditEntry.action == "auth.login_failed")
+    if since is not None:
+        stmt = stmt.where(AuditEntry.occurred_at > since)
+    return db.session.scalar(stmt) or 0
+
+
+def _admin_summary() -> dict[str, Any]:
+    day_ago = utcnow() - timedelta(days=1)
+
+    def count(stmt: Any) -> int:
+        return db.session.scalar(stmt) or 0
+
+    users = select(func.count()).select_from(User)
+    entries = select(func.count()).select_from(AuditEntry).where(AuditEntry.occurred_at >= day_ago)
+    return {
+        "active": count(users.where(User.disabled_at.is_(None))),
+        "disabled": count(users.where(User.disabled_at.is_not(None))),
+        "no_2fa": count(users.where(User.disabled_at.is_(None), User.totp_enabled_at.is_(None))),
+        "failed_24h": count(entries.where(AuditEntry.action == "auth.login_failed")),
+        "denied_24h": count(entries.where(AuditEntry.outcome == Outcome.DENIED)),
+    }
+
+
+@bp.route("/healthz")
+@public
+def healthz() -> Any:
+    """For load balancers: says the app and its database answer, and nothing else."""
+    db.session.execute(text("SELECT 1"))
+    return jsonify(status="ok")

@@ -1,0 +1,1 @@
+"""Reference data that admins maintain: areas (local authorities) and agencies."""

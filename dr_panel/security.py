@@ -1,0 +1,241 @@
+"""Access control, security headers and error pages, in one place.
+
+Deny by default: every view declares who may reach it with ``@public``, ``@signed_in`` or
+``@roles(...)``. A ``before_request`` guard enforces the declaration; a view with none answers 403
+for everyone, so a new route without a rule is closed, and ``tests/test_access.py`` fails on it.
+Per-record rules (``can_view``, ``can_edit``... on the models) are reached through ``get_or_404``.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import urljoin, urlsplit
+
+from flask import (
+    Flask,
+    Response,
+    current_app,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user
+from flask_wtf.csrf import CSRFError
+from sqlalchemy import select
+from werkzeug.exceptions import HTTPException, NotFound
+
+from dr_panel.audit.models import Outcome
+from dr_panel.audit.services import record_now
+from dr_panel.auth.models import Role
+from dr_panel.dbtypes import parse_uuid
+from dr_panel.extensions import db
+
+log = logging.getLogger("dr_panel.security")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class Access:
+    is_public: bool = False
+    roles: frozenset[Role] | None = None  # None with is_public False: any signed-in user
+
+    def allows(self, role: Role) -> bool:
+        return self.roles is None or role in self.roles
+
+
+def public(view: F) -> F:
+    view._access = Access(is_public=True)  # type: ignore[attr-defined]
+    return view
+
+
+def signed_in(view: F) -> F:
+    view._access = Access()  # type: ignore[attr-defined]
+    return view
+
+
+def roles(*allowed: Role) -> Callable[[F], F]:
+    def decorate(view: F) -> F:
+        view._access = Access(roles=frozenset(allowed))  # type: ignore[attr-defined]
+        return view
+
+    return decorate
+
+
+def access_rule(endpoint: str) -> Access | None:
+    view = current_app.view_functions.get(endpoint)
+    return getattr(view, "_access", None)
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/")
+
+
+class Forbidden(HTTPException):
+    code = 403
+    description = "You do not have permission to do that."
+
+
+def deny(*, status: int = 403, object_type: str | None = None, object_uuid: Any = None,
+         why: str = "role") -> None:
+    """Refuse, and write the refusal to the audit log first (ASVS V7)."""
+    record_now(
+        "access.denied",
+        outcome=Outcome.DENIED,
+        object_type=object_type,
+        object_uuid=object_uuid,
+        details={"endpoint": request.endpoint, "method": request.method, "why": why},
+    )
+    raise NotFound() if status == 404 else Forbidden()
+
+
+def guard() -> Response | None:
+    endpoint = request.endpoint
+    if endpoint is None or endpoint == "static":
+        return None  # unknown URL: the 404 handler answers
+    rule = access_rule(endpoint)
+    if rule is None:
+        log.error("endpoint %s declares no access rule; refusing", endpoint)
+        raise Forbidden()
+    if rule.is_public:
+        return None
+    if not current_user.is_authenticated:
+        if wants_json():
+            return problem(401, "Sign-in required", "Send an API token as 'Authorization: Bearer'.")
+        return redirect(url_for("auth.login", next=safe_next(request.full_path)))
+    if not rule.allows(current_user.role):
+        deny(why="role")
+    return None
+
+
+def get_or_404(model: type[Any], raw_uuid: str, need: str = "view") -> Any:
+    """The one way views load a record: by UUID, then the model's ``can_<need>(user)`` rule.
+    A record the user may not see answers 404 (we do not confirm it exists), and is audited."""
+    value = parse_uuid(raw_uuid)
+    obj = db.session.scalar(select(model).where(model.uuid == value)) if value else None
+    if obj is None:
+        raise NotFound()
+    rule = getattr(obj, f"can_{need}")
+    if not rule(current_user):
+        deny(status=404, object_type=model.__tablename__, object_uuid=value, why=f"record:{need}")
+    return obj
+
+
+def safe_next(target: str | None) -> str | None:
+    """Only same-site relative paths survive as a ``next`` target (no open redirects)."""
+    if not target:
+        return None
+    target = target.strip()
+    if target.endswith("?"):
+        target = target[:-1]
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return None
+    joined = urlsplit(urljoin(request.host_url, target))
+    if joined.netloc != urlsplit(request.host_url).netloc or joined.scheme not in {"http", "https"}:
+        return None
+    return target
+
+
+# -- headers ------------------------------------------------------------------------------------
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def security_headers(response: Response) -> Response:
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
+    response.headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
+    if request.endpoint != "static":
+        # Pages may hold personal data: never kept by the browser or a proxy.
+        response.headers["Cache-Control"] = "no-store"
+    if current_app.config["SESSION_COOKIE_SECURE"]:
+        response.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+    return response
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+ERROR_TEXT = {
+    400: ("The request could not be understood",
+          "Something in what was sent did not make sense. Go back, check the form and try again."),
+    401: ("Sign-in required", "Sign in to continue."),
+    403: ("You do not have access to this",
+          "Your role does not allow this. If you need it for your work, ask your panel coordinator "
+          "or system administrator."),
+    404: ("Page not found",
+          "There is nothing here, or you do not have access to it. Check the address, or go back "
+          "to your home page."),
+    405: ("That cannot be done here", "This page does not accept that kind of request."),
+    413: ("The upload is too large", "Send a smaller file."),
+    429: ("Too many attempts",
+          "You have tried this too many times. Wait 15 minutes and try again, or ask your system "
+          "administrator to help."),
+    500: ("Something went wrong on our side",
+          "Nothing you entered was saved half-way. Try again in a moment; if it keeps happening, "
+          "tell your system administrator the time it happened."),
+}
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> Response:
+    """RFC 9457 problem details."""
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    response = jsonify(body)
+    response.status_code = status
+    response.mimetype = "application/problem+json"
+    return response
+
+
+def render_error(status: int, detail: str | None = None) -> tuple[str, int] | Response:
+    title, text = ERROR_TEXT.get(status, ERROR_TEXT[500])
+    if wants_json():
+        return problem(status, title, detail or text)
+    return render_template("errors/error.html", status=status, title=title,
+                           text=detail or text), status
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(CSRFError)
+    def csrf_error(error: CSRFError) -> Any:
+        return render_error(
+            400, "The form had expired or was sent from another site, so nothing was saved. "
+                 "Go back, reload the page and submit it again.")
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Any:
+        if error.code == 429:
+            record_now("access.throttled", outcome=Outcome.DENIED,
+                       details={"endpoint": request.endpoint})
+        return render_error(error.code or 500)
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception) -> Any:
+        db.session.rollback()
+        # Type and frames only: a database error's message can quote the values it refused.
+        frames = "".join(traceback.format_tb(error.__traceback__))
+        log.error("unhandled %s on %s %s\n%s", type(error).__name__, request.method,
+                  request.endpoint, frames)
+        return render_error(500)
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(guard)
+    app.after_request(security_headers)
+    register_error_handlers(app)
+
+    @app.context_processor
+    def inject_user() -> dict[str, Any]:
+        return {"Role": Role, "user_session": g.get("user_session")}

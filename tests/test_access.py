@@ -1,0 +1,139 @@
+"""Every endpoint, for anonymous visitors and every role, answers as this matrix says.
+
+The matrix is the reviewed specification of who may reach what. A new route that is not in it
+fails ``test_every_endpoint_is_in_the_matrix``; a route whose guard disagrees with it fails the
+walk. Records are addressed with random UUIDs, so an allowed role gets 404, never 403.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from dr_panel.auth.models import Role
+from dr_panel.extensions import db
+from dr_panel.security import roles
+
+PUBLIC = "public"
+SIGNED_IN = "signed_in"
+ADMIN = frozenset({Role.ADMIN})
+
+MATRIX: dict[str, Any] = {
+    "static": PUBLIC,
+    "main.healthz": PUBLIC,
+    "auth.login": PUBLIC,
+    "auth.login_code": PUBLIC,
+    "auth.login_enrol": PUBLIC,
+    "auth.login_new_password": PUBLIC,
+    "main.home": SIGNED_IN,
+    "auth.account": SIGNED_IN,
+    "auth.change_password": SIGNED_IN,
+    "auth.two_factor": SIGNED_IN,
+    "auth.end_other_sessions": SIGNED_IN,
+    "auth.logout": SIGNED_IN,
+    "admin.users": ADMIN,
+    "admin.new_user": ADMIN,
+    "admin.edit_user": ADMIN,
+    "admin.disable_user": ADMIN,
+    "admin.enable_user": ADMIN,
+    "admin.reset_password": ADMIN,
+    "admin.reset_second_factor": ADMIN,
+    "admin.areas": ADMIN,
+    "admin.edit_area": ADMIN,
+    "admin.agencies": ADMIN,
+    "admin.edit_agency": ADMIN,
+    "audit.log": ADMIN,
+}
+
+# Requests that end the session go last, so the walk keeps its sign-in until the end.
+LAST = ("auth.end_other_sessions", "auth.logout")
+
+
+def requests_for(app: Flask) -> list[tuple[str, str, str]]:
+    out = []
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        args = {name: str(uuid.uuid4()) for name in rule.arguments}
+        url = rule.build(args, append_unknown=False)[1]  # type: ignore[index]
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):  # type: ignore[operator]
+            out.append((rule.endpoint, method, url))
+    return sorted(out, key=lambda r: (r[0] in LAST, LAST.index(r[0]) if r[0] in LAST else 0))
+
+
+def test_every_endpoint_is_in_the_matrix(app: Flask) -> None:
+    missing = sorted({r.endpoint for r in app.url_map.iter_rules()} - set(MATRIX))
+    assert not missing, f"add these endpoints to MATRIX with their access rule: {missing}"
+    stale = sorted(set(MATRIX) - {r.endpoint for r in app.url_map.iter_rules()})
+    assert not stale, f"these MATRIX entries have no route any more: {stale}"
+
+
+def test_anonymous_reaches_only_public_endpoints(app: Flask, client: Any) -> None:
+    for endpoint, method, url in requests_for(app):
+        response = client.open(url, method=method)
+        assert response.status_code < 500, (endpoint, method)
+        if MATRIX[endpoint] == PUBLIC:
+            assert response.status_code not in (401, 403), (endpoint, method, response.status_code)
+        else:
+            assert response.status_code == 302, (endpoint, method, response.status_code)
+            assert "/login" in response.location, (endpoint, method)
+
+
+def test_each_role_reaches_exactly_its_endpoints(app: Flask, any_role: Role, create_user: Any,
+                                                 login: Any) -> None:
+    client = app.test_client()
+    user = create_user(any_role)
+    assert login(client, user).status_code == 302
+    for endpoint, method, url in requests_for(app):
+        expected = MATRIX[endpoint]
+        response = client.open(url, method=method)
+        assert response.status_code < 500, (endpoint, method)
+        allowed = expected in (PUBLIC, SIGNED_IN) or any_role in expected
+        if allowed:
+            assert response.status_code not in (401, 403), (endpoint, method, response.status_code)
+            if expected == SIGNED_IN or expected != PUBLIC:
+                assert "/login?" not in (response.location or ""), (endpoint, method)
+        else:
+            assert response.status_code == 403, (endpoint, method, response.status_code)
+            assert b"You do not have access" in response.data
+
+
+def test_refusals_are_audited(app: Flask, client: Any, create_user: Any, login: Any) -> None:
+    from dr_panel.audit.models import AuditEntry
+
+    user = create_user(Role.LEAD)
+    login(client, user)
+    assert client.get("/admin/users").status_code == 403
+    entry = db.session.scalars(db.select(AuditEntry).order_by(AuditEntry.seq.desc())).first()
+    assert entry.action == "access.denied"
+    assert entry.actor_uuid == user.uuid
+    assert '"admin.users"' in entry.details
+
+
+def test_a_view_without_an_access_rule_is_refused_to_everyone(app: Flask, create_user: Any,
+                                                              login: Any) -> None:
+    @app.route("/undeclared")
+    def undeclared() -> str:
+        return "should never be served"
+
+    @app.route("/declared")
+    @roles(Role.ADMIN)
+    def declared() -> str:
+        return "admins only"
+
+    client = app.test_client()
+    login(client, create_user(Role.ADMIN, areas=("E06000009", "E06000008")))
+    assert client.get("/undeclared").status_code == 403
+    assert client.get("/declared").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/admin/users/{}", "/admin/areas/{}", "/admin/agencies/{}"])
+def test_unknown_or_malformed_record_ids_answer_404(app: Flask, client: Any, create_user: Any,
+                                                    login: Any, path: str) -> None:
+    login(client, create_user(Role.ADMIN))
+    assert client.get(path.format(uuid.uuid4())).status_code == 404
+    assert client.get(path.format("1")).status_code == 404
+    assert client.get(path.format("'; drop table users; --")).status_code == 404

@@ -22,7 +22,7 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 
 
 def ensure_env(extras: str) -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036  (dev.py runs on any python3 to say so)
         sys.exit(f"dr-panel needs Python 3.11 or newer; this is {sys.version.split()[0]}.")
     if not (BIN / "python").exists() and not (BIN / "python.exe").exists():
         print(f"Creating a virtual environment in {VENV} ...", flush=True)
@@ -33,8 +33,20 @@ def ensure_env(extras: str) -> None:
         return
     target = f".[{extras}]" if extras else "."
     print(f"Installing dr-panel and its dependencies ({target}) ...", flush=True)
-    subprocess.run([str(BIN / "python"), "-m", "pip", "install", "--quiet",  # noqa: S603
-                    "--disable-pip-version-check", "-e", target], cwd=ROOT, check=True)
+    subprocess.run(  # noqa: S603  (fixed arguments, no user input)
+        [
+            str(BIN / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",  # noqa: S603
+            "--disable-pip-version-check",
+            "-e",
+            target,
+        ],
+        cwd=ROOT,
+        check=True,
+    )
     stamp.write_text(digest)
 
 
@@ -42,10 +54,14 @@ def main(argv: list[str]) -> int:
     command, rest = (argv[0], argv[1:]) if argv else ("help", [])
     if command == "start":
         ensure_env("")
-        return subprocess.call([str(BIN / "dr-panel"), "start", *rest], cwd=ROOT)  # noqa: S603
+        return subprocess.call(  # noqa: S603
+            [str(BIN / "dr-panel"), "start", *rest], cwd=ROOT
+        )  # noqa: S603
     if command == "test":
         ensure_env("test")
-        return subprocess.call([str(BIN / "python"), "-m", "pytest", *rest], cwd=ROOT)  # noqa: S603
+        return subprocess.call(  # noqa: S603
+            [str(BIN / "python"), "-m", "pytest", *rest], cwd=ROOT
+        )  # noqa: S603
     print(__doc__)
     return 0 if command in {"help", "-h", "--help"} else 2
 

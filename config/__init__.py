@@ -1,8 +1,9 @@
 """Typed, frozen configuration for dr-panel.
 
-Three profiles: ``development`` (the embedded default: SQLite and keys generated into ``instance/``),
-``testing`` and ``production``. Secrets never live here: keys come from the environment or a key
-file (see ``dr_panel.crypto``). ``DATABASE_URL`` selects PostgreSQL in any profile.
+Three profiles: ``development`` (the embedded default: SQLite, keys generated into
+``instance/``), ``testing`` and ``production``. Secrets never live here: keys come from the
+environment or a key file (see ``dr_panel.crypto``). ``DATABASE_URL`` selects PostgreSQL in any
+profile.
 """
 
 from __future__ import annotations
@@ -138,9 +139,13 @@ def load_config(name: str | None = None, **overrides: Any) -> Config:
         "SQLALCHEMY_DATABASE_URI": normalise_database_url(url),
         "KEYS_FILE": os.environ.get("DR_PANEL_KEYS_FILE", str(instance / "keys.json")),
         "REQUIRE_2FA": _env_bool("REQUIRE_2FA", base.REQUIRE_2FA),
-        "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", base.RATELIMIT_STORAGE_URI),
+        "RATELIMIT_STORAGE_URI": os.environ.get(
+            "RATELIMIT_STORAGE_URI", base.RATELIMIT_STORAGE_URI
+        ),
         "SESSION_IDLE_TIMEOUT": timedelta(
-            minutes=_env_int("SESSION_IDLE_MINUTES", int(base.SESSION_IDLE_TIMEOUT.total_seconds() // 60))
+            minutes=_env_int(
+                "SESSION_IDLE_MINUTES", int(base.SESSION_IDLE_TIMEOUT.total_seconds() // 60)
+            )
         ),
     }
     env.update(overrides)

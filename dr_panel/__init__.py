@@ -54,8 +54,11 @@ def create_app(config: Config | str | None = None, **overrides: Any) -> Flask:
     csrf.init_app(app)
     limiter.init_app(app)
 
-    from dr_panel import models  # noqa: F401  every table, for migrations
-    from dr_panel import auth, security
+    from dr_panel import (
+        auth,
+        models,  # noqa: F401  every table, for migrations
+        security,
+    )
     from dr_panel.admin.routes import bp as admin_bp
     from dr_panel.audit.routes import bp as audit_bp
     from dr_panel.main.routes import bp as main_bp
@@ -72,8 +75,11 @@ def create_app(config: Config | str | None = None, **overrides: Any) -> Flask:
 def _load_keys(app: Flask, config: Config) -> None:
     production = config.ENV_NAME == "production"
     try:
-        keys = KeyRing.load(Path(config.KEYS_FILE), generate=config.GENERATE_KEYS and not production,
-                            strict_permissions=production)
+        keys = KeyRing.load(
+            Path(config.KEYS_FILE),
+            generate=config.GENERATE_KEYS and not production,
+            strict_permissions=production,
+        )
     except KeyConfigError as err:
         raise StartupError(f"dr-panel cannot start: {err}. See 'Keys' in README.md.") from None
     if production and config.DEBUG:

@@ -49,18 +49,28 @@ def users() -> None:
 @users.command("create")
 @click.option("--email", required=True, help="Work e-mail address; the sign-in name.")
 @click.option("--role", required=True, type=click.Choice([r.value for r in Role]))
-@click.option("--area", "areas", required=True, multiple=True,
-              help="ONS code of an area to grant, e.g. E06000009. Repeat for several.")
+@click.option(
+    "--area",
+    "areas",
+    required=True,
+    multiple=True,
+    help="ONS code of an area to grant, e.g. E06000009. Repeat for several.",
+)
 @click.option("--agency", help="Agency code, e.g. POLICE (panel members and contributors).")
 @click.option("--name", "display_name", help="Full name (defaults to the e-mail's local part).")
 @with_appcontext
-def users_create(email: str, role: str, areas: tuple[str, ...], agency: str | None,
-                 display_name: str | None) -> None:
+def users_create(
+    email: str, role: str, areas: tuple[str, ...], agency: str | None, display_name: str | None
+) -> None:
     """Create an account. The password is prompted for (or read from standard input)."""
     password = read_password()
     details = accounts.AccountDetails(
-        email=email, display_name=display_name or email.split("@")[0], role=Role(role),
-        area_codes=areas, agency_code=agency)
+        email=email,
+        display_name=display_name or email.split("@")[0],
+        role=Role(role),
+        area_codes=areas,
+        agency_code=agency,
+    )
     try:
         user, _ = accounts.create_user(details, password=password, by=None, must_change=False)
     except accounts.AccountError as err:
@@ -138,7 +148,9 @@ def areas_add(code: str, name: str, network: str | None) -> None:
 @with_appcontext
 def areas_list() -> None:
     for a in reference.all_areas():
-        click.echo(f"{a.ons_code}  {a.name:40} {a.network or ''}{'' if a.is_active else ' (not in use)'}")
+        click.echo(
+            f"{a.ons_code}  {a.name:40} {a.network or ''}{'' if a.is_active else ' (not in use)'}"
+        )
 
 
 @main.group()
@@ -187,8 +199,11 @@ def audit_verify() -> None:
     if result.ok:
         click.echo(f"The audit log is intact: {result.checked} entries checked.")
         return
-    click.echo(f"The audit log has been tampered with: {result.problem}. "
-               f"{result.checked} entries before it are intact.", err=True)
+    click.echo(
+        f"The audit log has been tampered with: {result.problem}. "
+        f"{result.checked} entries before it are intact.",
+        err=True,
+    )
     sys.exit(1)
 
 
@@ -240,8 +255,10 @@ def start(host: str, port: int) -> None:
             load()
         _print_logins(logins_file())
     elif not has_users:
-        click.echo("No accounts yet: create an admin with\n"
-                   "  dr-panel users create --email you@example.org --role admin --area E06000009")
+        click.echo(
+            "No accounts yet: create an admin with\n"
+            "  dr-panel users create --email you@example.org --role admin --area E06000009"
+        )
     click.echo(f"dr-panel is running at http://{host}:{port}/  (Ctrl+C to stop)")
     app.run(host=host, port=port, debug=False, use_reloader=False)
 

@@ -104,7 +104,9 @@ class KeyRing:
                 raise KeyConfigError(f"the {purpose} key is missing")
             values[purpose] = _unb64(data[purpose], purpose)
         field_data = data.get("field") or {}
-        keys = {kid: _unb64(k, f"field ({kid})") for kid, k in (field_data.get("keys") or {}).items()}
+        keys = {
+            kid: _unb64(k, f"field ({kid})") for kid, k in (field_data.get("keys") or {}).items()
+        }
         active = field_data.get("active", "")
         if not keys or active not in keys:
             raise KeyConfigError("the field encryption keys are missing, or none is marked active")
@@ -118,7 +120,9 @@ class KeyRing:
         data: dict[str, Any] = {}
         if path.exists():
             if strict_permissions and path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-                raise KeyConfigError(f"the key file {path} must be readable by its owner only (chmod 600)")
+                raise KeyConfigError(
+                    f"the key file {path} must be readable by its owner only (chmod 600)"
+                )
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
             except json.JSONDecodeError:
@@ -146,7 +150,9 @@ class KeyRing:
         seen: dict[bytes, str] = {}
         for what, key in named:
             if key in seen:
-                raise KeyConfigError(f"the {what} key is the same as the {seen[key]} key; use one per purpose")
+                raise KeyConfigError(
+                    f"the {what} key is the same as the {seen[key]} key; use one per purpose"
+                )
             seen[key] = what
 
     # -- uses ----------------------------------------------------------------------------------
@@ -154,7 +160,9 @@ class KeyRing:
     def index_key(self, index_name: str) -> bytes:
         """A separate key for each blind index, derived from the root (CipherSweet-style)."""
         return HKDF(
-            algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None,
+            algorithm=hashes.SHA256(),
+            length=KEY_BYTES,
+            salt=None,
             info=f"dr-panel blind index: {index_name}".encode(),
         ).derive(self.blind_index)
 
@@ -176,13 +184,19 @@ class KeyRing:
             raw = base64.urlsafe_b64decode(body.encode("ascii"))
             key = self.field_keys[kid]
         except (ValueError, KeyError, binascii.Error):
-            raise DecryptionError(f"{table}.{column}: value is malformed or its key is unknown") from None
+            raise DecryptionError(
+                f"{table}.{column}: value is malformed or its key is unknown"
+            ) from None
         if prefix != FIELD_PREFIX:
             raise DecryptionError(f"{table}.{column}: unknown format")
         try:
-            return AESGCM(key).decrypt(raw[:12], raw[12:], _aad(table, column, record)).decode("utf-8")
+            return (
+                AESGCM(key).decrypt(raw[:12], raw[12:], _aad(table, column, record)).decode("utf-8")
+            )
         except Exception:  # InvalidTag: tampered, or copied from another row or column
-            raise DecryptionError(f"{table}.{column}: value does not belong to this record") from None
+            raise DecryptionError(
+                f"{table}.{column}: value does not belong to this record"
+            ) from None
 
 
 def _aad(table: str, column: str, record: str) -> bytes:
@@ -193,7 +207,9 @@ ENV_NAMES = {p: f"DR_PANEL_{p.upper()}_KEY" for p in SINGLE_PURPOSES}
 
 
 def _env_keys_present() -> bool:
-    return any(os.environ.get(n) for n in ENV_NAMES.values()) or bool(os.environ.get("DR_PANEL_FIELD_KEYS"))
+    return any(os.environ.get(n) for n in ENV_NAMES.values()) or bool(
+        os.environ.get("DR_PANEL_FIELD_KEYS")
+    )
 
 
 def _env_overrides() -> dict[str, Any]:

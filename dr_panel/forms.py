@@ -2,17 +2,39 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask_wtf import FlaskForm
-from wtforms import SelectMultipleField, widgets
+from wtforms import SelectField, SelectMultipleField, widgets
 
 
 class EmptyForm(FlaskForm):
     """For bare POST buttons (sign out, disable, reset): carries the CSRF token."""
 
 
+class ChoiceField(SelectField):
+    """A select whose refusal says what to do, not only "Not a valid choice"."""
+
+    def __init__(self, label: str | None = None, validators: Any = None, **kwargs: Any) -> None:
+        kwargs.setdefault(
+            "invalid_choice_message",
+            f"Choose one of the options listed for {(label or 'this').lower()}.",
+        )
+        super().__init__(label, validators, **kwargs)
+
+
 class CheckboxListField(SelectMultipleField):
     widget = widgets.ListWidget(prefix_label=False)
     option_widget = widgets.CheckboxInput()
+
+    def __init__(self, label: str | None = None, validators: Any = None, **kwargs: Any) -> None:
+        kwargs.setdefault(
+            "invalid_choice_message",
+            "%(value)s is not one of the "
+            + (label or "options").lower()
+            + " listed. Tick from the list.",
+        )
+        super().__init__(label, validators, **kwargs)
 
 
 class GetForm(FlaskForm):

@@ -83,8 +83,9 @@ class Forbidden(HTTPException):
     description = "You do not have permission to do that."
 
 
-def deny(*, status: int = 403, object_type: str | None = None, object_uuid: Any = None,
-         why: str = "role") -> None:
+def deny(
+    *, status: int = 403, object_type: str | None = None, object_uuid: Any = None, why: str = "role"
+) -> None:
     """Refuse, and write the refusal to the audit log first (ASVS V7)."""
     record_now(
         "access.denied",
@@ -170,23 +171,33 @@ def security_headers(response: Response) -> Response:
 # -- errors -------------------------------------------------------------------------------------
 
 ERROR_TEXT = {
-    400: ("The request could not be understood",
-          "Something in what was sent did not make sense. Go back, check the form and try again."),
+    400: (
+        "The request could not be understood",
+        "Something in what was sent did not make sense. Go back, check the form and try again.",
+    ),
     401: ("Sign-in required", "Sign in to continue."),
-    403: ("You do not have access to this",
-          "Your role does not allow this. If you need it for your work, ask your panel coordinator "
-          "or system administrator."),
-    404: ("Page not found",
-          "There is nothing here, or you do not have access to it. Check the address, or go back "
-          "to your home page."),
+    403: (
+        "You do not have access to this",
+        "Your role does not allow this. If you need it for your work, ask your panel coordinator "
+        "or system administrator.",
+    ),
+    404: (
+        "Page not found",
+        "There is nothing here, or you do not have access to it. Check the address, or go back "
+        "to your home page.",
+    ),
     405: ("That cannot be done here", "This page does not accept that kind of request."),
     413: ("The upload is too large", "Send a smaller file."),
-    429: ("Too many attempts",
-          "You have tried this too many times. Wait 15 minutes and try again, or ask your system "
-          "administrator to help."),
-    500: ("Something went wrong on our side",
-          "Nothing you entered was saved half-way. Try again in a moment; if it keeps happening, "
-          "tell your system administrator the time it happened."),
+    429: (
+        "Too many attempts",
+        "You have tried this too many times. Wait 15 minutes and try again, or ask your system "
+        "administrator to help.",
+    ),
+    500: (
+        "Something went wrong on our side",
+        "Nothing you entered was saved half-way. Try again in a moment; if it keeps happening, "
+        "tell your system administrator the time it happened.",
+    ),
 }
 
 
@@ -203,22 +214,26 @@ def render_error(status: int, detail: str | None = None) -> tuple[str, int] | Re
     title, text = ERROR_TEXT.get(status, ERROR_TEXT[500])
     if wants_json():
         return problem(status, title, detail or text)
-    return render_template("errors/error.html", status=status, title=title,
-                           text=detail or text), status
+    return render_template(
+        "errors/error.html", status=status, title=title, text=detail or text
+    ), status
 
 
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def csrf_error(error: CSRFError) -> Any:
         return render_error(
-            400, "The form had expired or was sent from another site, so nothing was saved. "
-                 "Go back, reload the page and submit it again.")
+            400,
+            "The form had expired or was sent from another site, so nothing was saved. "
+            "Go back, reload the page and submit it again.",
+        )
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Any:
         if error.code == 429:
-            record_now("access.throttled", outcome=Outcome.DENIED,
-                       details={"endpoint": request.endpoint})
+            record_now(
+                "access.throttled", outcome=Outcome.DENIED, details={"endpoint": request.endpoint}
+            )
         return render_error(error.code or 500)
 
     @app.errorhandler(Exception)
@@ -226,8 +241,13 @@ def register_error_handlers(app: Flask) -> None:
         db.session.rollback()
         # Type and frames only: a database error's message can quote the values it refused.
         frames = "".join(traceback.format_tb(error.__traceback__))
-        log.error("unhandled %s on %s %s\n%s", type(error).__name__, request.method,
-                  request.endpoint, frames)
+        log.error(
+            "unhandled %s on %s %s\n%s",
+            type(error).__name__,
+            request.method,
+            request.endpoint,
+            frames,
+        )
         return render_error(500)
 
 

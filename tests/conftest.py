@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import replace
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from sqlalchemy import create_engine, text
 
 from config import TestingConfig, normalise_database_url
 from dr_panel import create_app
+from dr_panel.audit.models import POSTGRES_TRIGGER
 from dr_panel.auth import services as accounts
 from dr_panel.auth.models import Role, User
 from dr_panel.extensions import db, limiter
@@ -93,13 +94,8 @@ def app_factory(tmp_path: Path, _pg_schema: None) -> Iterator[Callable[..., Flas
         app = create_app(make_config(tmp_path, **overrides))
         app.test_client_class = IsolatedClient
         with app.app_context():
-            if PG_URL:
-                tables = ", ".join(t.name for t in db.metadata.sorted_tables)
-                db.session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-                db.session.commit()
-            else:
-                db.create_all()
-            if not made:
+            if not made:  # a second app in the same test shares the first one's data
+                _reset_database()
                 _seed_reference()
             limiter.reset()
         made.append(app)
@@ -112,13 +108,26 @@ def app_factory(tmp_path: Path, _pg_schema: None) -> Iterator[Callable[..., Flas
             db.engine.dispose()
 
 
+def _reset_database() -> None:
+    if not PG_URL:
+        db.create_all()  # a new SQLite file for every test
+        return
+    tables = ", ".join(t.name for t in db.metadata.sorted_tables)
+    db.session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    # Some tests drop the append-only trigger to play a database owner: restore it.
+    db.session.execute(text("DROP TRIGGER IF EXISTS audit_entries_no_change ON audit_entries"))
+    for sql in POSTGRES_TRIGGER:
+        db.session.execute(text(sql))
+    db.session.commit()
+
+
 def _seed_reference() -> None:
     reference.save_area(None, ons_code="E06000009", name="Blackpool", network="Pan-Lancashire")
-    reference.save_area(None, ons_code="E06000008", name="Blackburn with Darwen",
-                        network="Pan-Lancashire")
+    reference.save_area(
+        None, ons_code="E06000008", name="Blackburn with Darwen", network="Pan-Lancashire"
+    )
     reference.save_agency(None, code="POLICE", name="Lancashire Constabulary", sector=Sector.POLICE)
-    reference.save_agency(None, code="TREATMENT", name="Treatment service",
-                          sector=Sector.TREATMENT)
+    reference.save_agency(None, code="TREATMENT", name="Treatment service", sector=Sector.TREATMENT)
     db.session.commit()
 
 
@@ -146,19 +155,34 @@ DEFAULT_AGENCY = {Role.PANEL_MEMBER: "POLICE", Role.AGENCY_CONTRIBUTOR: "TREATME
 def create_user(app: Flask) -> Callable[..., User]:
     counter = iter(range(1, 10_000))
 
-    def make(role: Role = Role.COORDINATOR, *, areas: tuple[str, ...] = ("E06000009",),
-             agency: str | None = None, email: str | None = None, totp: bool = False,
-             password: str = PASSWORD, must_change: bool = False) -> User:
+    def make(
+        role: Role = Role.COORDINATOR,
+        *,
+        areas: tuple[str, ...] = ("E06000009",),
+        agency: str | None = None,
+        email: str | None = None,
+        totp: bool = False,
+        password: str = PASSWORD,
+        must_change: bool = False,
+    ) -> User:
         n = next(counter)
         user, _ = accounts.create_user(
             accounts.AccountDetails(
-                email=email or f"{role.value}{n}@example.org", display_name=f"Test {role.value} {n}",
-                role=role, area_codes=areas, agency_code=agency or DEFAULT_AGENCY.get(role)),
-            password=password, by=None, must_change=must_change)
+                email=email or f"{role.value}{n}@example.org",
+                display_name=f"Test {role.value} {n}",
+                role=role,
+                area_codes=areas,
+                agency_code=agency or DEFAULT_AGENCY.get(role),
+            ),
+            password=password,
+            by=None,
+            must_change=must_change,
+        )
         if totp:
             secret = pyotp.random_base32()
             user.totp_secret_enc = app.extensions["dr_panel.keys"].encrypt(
-                secret, table="users", column="totp_secret", record=str(user.uuid))
+                secret, table="users", column="totp_secret", record=str(user.uuid)
+            )
             from dr_panel.dbtypes import utcnow
 
             user.totp_enabled_at = utcnow()
@@ -178,8 +202,9 @@ def totp_code(user: User, offset_steps: int = 0) -> str:
 
 @pytest.fixture
 def login() -> Callable[..., Any]:
-    def do(client: FlaskClient, user: User, password: str = PASSWORD, *,
-           follow: bool = False) -> Any:
+    def do(
+        client: FlaskClient, user: User, password: str = PASSWORD, *, follow: bool = False
+    ) -> Any:
         response = client.post("/login", data={"email": user.email, "password": password})
         if response.status_code == 302 and response.location.endswith("/login/code"):
             response = client.post("/login/code", data={"code": totp_code(user)})
@@ -197,6 +222,7 @@ def any_role(request: pytest.FixtureRequest) -> Role:
 
 def csrf_token_from(html: bytes) -> str:
     match = re.search(rb'name="csrf_token" type="hidden" value="([^"]+)"', html) or re.search(
-        rb'name="csrf_token" value="([^"]+)"', html)
+        rb'name="csrf_token" value="([^"]+)"', html
+    )
     assert match, "no CSRF token on the page"
     return match.group(1).decode()

@@ -82,8 +82,9 @@ def test_anonymous_reaches_only_public_endpoints(app: Flask, client: Any) -> Non
             assert "/login" in response.location, (endpoint, method)
 
 
-def test_each_role_reaches_exactly_its_endpoints(app: Flask, any_role: Role, create_user: Any,
-                                                 login: Any) -> None:
+def test_each_role_reaches_exactly_its_endpoints(
+    app: Flask, any_role: Role, create_user: Any, login: Any
+) -> None:
     client = app.test_client()
     user = create_user(any_role)
     assert login(client, user).status_code == 302
@@ -113,8 +114,9 @@ def test_refusals_are_audited(app: Flask, client: Any, create_user: Any, login: 
     assert '"admin.users"' in entry.details
 
 
-def test_a_view_without_an_access_rule_is_refused_to_everyone(app: Flask, create_user: Any,
-                                                              login: Any) -> None:
+def test_a_view_without_an_access_rule_is_refused_to_everyone(
+    app: Flask, create_user: Any, login: Any
+) -> None:
     @app.route("/undeclared")
     def undeclared() -> str:
         return "should never be served"
@@ -131,8 +133,9 @@ def test_a_view_without_an_access_rule_is_refused_to_everyone(app: Flask, create
 
 
 @pytest.mark.parametrize("path", ["/admin/users/{}", "/admin/areas/{}", "/admin/agencies/{}"])
-def test_unknown_or_malformed_record_ids_answer_404(app: Flask, client: Any, create_user: Any,
-                                                    login: Any, path: str) -> None:
+def test_unknown_or_malformed_record_ids_answer_404(
+    app: Flask, client: Any, create_user: Any, login: Any, path: str
+) -> None:
     login(client, create_user(Role.ADMIN))
     assert client.get(path.format(uuid.uuid4())).status_code == 404
     assert client.get(path.format("1")).status_code == 404

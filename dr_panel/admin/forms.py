@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
+from wtforms import BooleanField, EmailField, StringField, SubmitField
 from wtforms import SelectChoice as Opt
-from wtforms import BooleanField, EmailField, SelectField, StringField, SubmitField
 from wtforms.validators import DataRequired, Email, Length, Optional, ValidationError
 
 from dr_panel.auth.models import ROLE_LABELS, Role
-from dr_panel.forms import CheckboxListField, GetForm
+from dr_panel.forms import CheckboxListField, ChoiceField, GetForm
 from dr_panel.reference.models import SECTOR_LABELS, Sector
 from dr_panel.reference.services import (
     ReferenceDataError,
@@ -18,38 +18,63 @@ from dr_panel.reference.services import (
 
 
 class UserForm(FlaskForm):
-    email = EmailField("E-mail address", validators=[
-        DataRequired("Enter the person's work e-mail address."),
-        Email("Enter an e-mail address in the form name@example.org.", check_deliverability=False),
-        Length(max=254)])
-    display_name = StringField("Full name", validators=[
-        DataRequired("Enter the person's name as colleagues know it."),
-        Length(max=120, message="Use at most 120 characters.")])
-    role = SelectField("Role", choices=[Opt(r.value, ROLE_LABELS[r]) for r in Role],
-                       validators=[DataRequired("Choose a role.")])
-    agency = SelectField("Agency", validators=[Optional()],
-                         description="Required for panel members and agency contributors.")
+    email = EmailField(
+        "E-mail address",
+        validators=[
+            DataRequired("Enter the person's work e-mail address."),
+            Email(
+                "Enter an e-mail address in the form name@example.org.", check_deliverability=False
+            ),
+            Length(max=254),
+        ],
+    )
+    display_name = StringField(
+        "Full name",
+        validators=[
+            DataRequired("Enter the person's name as colleagues know it."),
+            Length(max=120, message="Use at most 120 characters."),
+        ],
+    )
+    role = ChoiceField(
+        "Role",
+        choices=[Opt(r.value, ROLE_LABELS[r]) for r in Role],
+        validators=[DataRequired("Choose a role.")],
+    )
+    agency = ChoiceField(
+        "Agency",
+        validators=[Optional()],
+        description="Required for panel members and agency contributors.",
+    )
     areas = CheckboxListField("Areas", validators=[DataRequired("Grant at least one area.")])
     submit = SubmitField("Save account")
 
     def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         super().__init__(*args, **kwargs)
-        self.agency.choices = [Opt("", "No agency")] + [Opt(a.code, a.label) for a in all_agencies()]
+        self.agency.choices = [Opt("", "No agency")] + [
+            Opt(a.code, a.label) for a in all_agencies()
+        ]
         self.areas.choices = [Opt(a.ons_code, a.label) for a in all_areas()]
 
     def validate_agency(self, field):  # type: ignore[no-untyped-def]
         if self.role.data and Role(self.role.data).needs_agency and not field.data:
-            raise ValidationError(f"A {ROLE_LABELS[Role(self.role.data)].lower()} must belong to "
-                                  "an agency. Choose their agency.")
+            raise ValidationError(
+                f"A {ROLE_LABELS[Role(self.role.data)].lower()} must belong to "
+                "an agency. Choose their agency."
+            )
 
 
 class AreaForm(FlaskForm):
-    ons_code = StringField("ONS code", validators=[DataRequired("Enter the area's ONS code.")],
-                           description="9 characters, like E06000009 for Blackpool.")
-    name = StringField("Name", validators=[DataRequired("Enter the area's name."),
-                                           Length(max=120)])
-    network = StringField("Drug information network", validators=[Optional(), Length(max=120)],
-                          description="Areas with the same network share early-warning alerts.")
+    ons_code = StringField(
+        "ONS code",
+        validators=[DataRequired("Enter the area's ONS code.")],
+        description="9 characters, like E06000009 for Blackpool.",
+    )
+    name = StringField("Name", validators=[DataRequired("Enter the area's name."), Length(max=120)])
+    network = StringField(
+        "Drug information network",
+        validators=[Optional(), Length(max=120)],
+        description="Areas with the same network share early-warning alerts.",
+    )
     is_active = BooleanField("In use", default=True)
     submit = SubmitField("Save area")
 
@@ -61,11 +86,15 @@ class AreaForm(FlaskForm):
 
 
 class AgencyForm(FlaskForm):
-    code = StringField("Code", validators=[DataRequired("Enter a short code for the agency.")],
-                       description="Capital letters, digits or underscores, like POLICE or NWAS.")
-    name = StringField("Name", validators=[DataRequired("Enter the agency's name."),
-                                           Length(max=160)])
-    sector = SelectField("Sector", choices=[Opt(s.value, SECTOR_LABELS[s]) for s in Sector])
+    code = StringField(
+        "Code",
+        validators=[DataRequired("Enter a short code for the agency.")],
+        description="Capital letters, digits or underscores, like POLICE or NWAS.",
+    )
+    name = StringField(
+        "Name", validators=[DataRequired("Enter the agency's name."), Length(max=160)]
+    )
+    sector = ChoiceField("Sector", choices=[Opt(s.value, SECTOR_LABELS[s]) for s in Sector])
     is_active = BooleanField("In use", default=True)
     submit = SubmitField("Save agency")
 
@@ -78,9 +107,18 @@ class AgencyForm(FlaskForm):
 
 class UserFilterForm(GetForm):
     q = StringField("Name or e-mail contains", validators=[Optional(), Length(max=100)])
-    role = SelectField("Role", choices=[Opt("", "Any role")] + [Opt(r.value, ROLE_LABELS[r]) for r in Role],
-                       validators=[Optional()])
-    status = SelectField("Status", choices=[Opt("", "Any"), Opt("active", "Active"),
-                                            Opt("disabled", "Disabled"),
-                                            Opt("no2fa", "No two-step verification")],
-                         validators=[Optional()])
+    role = ChoiceField(
+        "Role",
+        choices=[Opt("", "Any role")] + [Opt(r.value, ROLE_LABELS[r]) for r in Role],
+        validators=[Optional()],
+    )
+    status = ChoiceField(
+        "Status",
+        choices=[
+            Opt("", "Any"),
+            Opt("active", "Active"),
+            Opt("disabled", "Disabled"),
+            Opt("no2fa", "No two-step verification"),
+        ],
+        validators=[Optional()],
+    )

@@ -52,8 +52,12 @@ def users() -> Any:
 
 def _details(form: UserForm) -> accounts.AccountDetails:
     return accounts.AccountDetails(
-        email=form.email.data, display_name=form.display_name.data, role=Role(form.role.data),
-        area_codes=form.areas.data or [], agency_code=form.agency.data or None)
+        email=form.email.data,
+        display_name=form.display_name.data,
+        role=Role(form.role.data),
+        area_codes=form.areas.data or [],
+        agency_code=form.agency.data or None,
+    )
 
 
 @bp.route("/users/new", methods=["GET", "POST"])
@@ -68,8 +72,9 @@ def new_user() -> Any:
             form[err.field].errors.append(str(err))
         else:
             db.session.commit()
-            return render_template("admin/temporary_password.html", user=user, password=temp,
-                                   created=True)
+            return render_template(
+                "admin/temporary_password.html", user=user, password=temp, created=True
+            )
     return render_template("admin/user_form.html", form=form, user=None)
 
 
@@ -108,8 +113,9 @@ def _account_action(uuid: str, action: Any, done: str) -> Any:
         return redirect(url_for("admin.edit_user", uuid=user.uuid))
     db.session.commit()
     if isinstance(result, str):  # a temporary password, shown once
-        return render_template("admin/temporary_password.html", user=user, password=result,
-                               created=False)
+        return render_template(
+            "admin/temporary_password.html", user=user, password=result, created=False
+        )
     flash(done.format(name=user.display_name), "success")
     return redirect(url_for("admin.edit_user", uuid=user.uuid))
 
@@ -117,15 +123,21 @@ def _account_action(uuid: str, action: Any, done: str) -> Any:
 @bp.route("/users/<uuid>/disable", methods=["POST"])
 @admin_only
 def disable_user(uuid: str) -> Any:
-    return _account_action(uuid, lambda u: accounts.set_disabled(u, True, by=me()),
-                           "{name}'s account is disabled and every session of theirs has ended.")
+    return _account_action(
+        uuid,
+        lambda u: accounts.set_disabled(u, True, by=me()),
+        "{name}'s account is disabled and every session of theirs has ended.",
+    )
 
 
 @bp.route("/users/<uuid>/enable", methods=["POST"])
 @admin_only
 def enable_user(uuid: str) -> Any:
-    return _account_action(uuid, lambda u: accounts.set_disabled(u, False, by=me()),
-                           "{name}'s account is enabled again.")
+    return _account_action(
+        uuid,
+        lambda u: accounts.set_disabled(u, False, by=me()),
+        "{name}'s account is enabled again.",
+    )
 
 
 @bp.route("/users/<uuid>/reset-password", methods=["POST"])
@@ -137,9 +149,11 @@ def reset_password(uuid: str) -> Any:
 @bp.route("/users/<uuid>/reset-second-factor", methods=["POST"])
 @admin_only
 def reset_second_factor(uuid: str) -> Any:
-    return _account_action(uuid, lambda u: accounts.remove_second_factor(u, by=me()),
-                           "{name}'s two-step verification is removed; they set it up again at "
-                           "their next sign-in.")
+    return _account_action(
+        uuid,
+        lambda u: accounts.remove_second_factor(u, by=me()),
+        "{name}'s two-step verification is removed; they set it up again at their next sign-in.",
+    )
 
 
 # -- areas and agencies --------------------------------------------------------------------------
@@ -148,8 +162,11 @@ def reset_second_factor(uuid: str) -> Any:
 @bp.route("/areas")
 @admin_only
 def areas() -> Any:
-    counts = dict(db.session.execute(
-        select(user_areas.c.area_id, func.count()).group_by(user_areas.c.area_id)).all())
+    counts = dict(
+        db.session.execute(
+            select(user_areas.c.area_id, func.count()).group_by(user_areas.c.area_id)
+        ).all()
+    )
     return render_template("admin/areas.html", areas=reference.all_areas(), counts=counts)
 
 
@@ -161,8 +178,14 @@ def edit_area(uuid: str | None = None) -> Any:
     form = AreaForm(obj=area)
     if form.validate_on_submit():
         try:
-            reference.save_area(area, ons_code=form.ons_code.data, name=form.name.data,
-                                network=form.network.data, is_active=form.is_active.data, by=me())
+            reference.save_area(
+                area,
+                ons_code=form.ons_code.data,
+                name=form.name.data,
+                network=form.network.data,
+                is_active=form.is_active.data,
+                by=me(),
+            )
         except reference.ReferenceDataError as err:
             db.session.rollback()
             form.ons_code.errors.append(str(err))
@@ -170,15 +193,23 @@ def edit_area(uuid: str | None = None) -> Any:
             db.session.commit()
             flash(f"Saved the area {form.name.data}.", "success")
             return redirect(url_for("admin.areas"))
-    return render_template("admin/reference_form.html", form=form, record=area, kind="area",
-                           back=url_for("admin.areas"))
+    return render_template(
+        "admin/reference_form.html",
+        form=form,
+        record=area,
+        kind="area",
+        back=url_for("admin.areas"),
+    )
 
 
 @bp.route("/agencies")
 @admin_only
 def agencies() -> Any:
-    counts = dict(db.session.execute(
-        select(User.agency_id, func.count(User.id)).group_by(User.agency_id)).all())
+    counts = dict(
+        db.session.execute(
+            select(User.agency_id, func.count(User.id)).group_by(User.agency_id)
+        ).all()
+    )
     return render_template("admin/agencies.html", agencies=reference.all_agencies(), counts=counts)
 
 
@@ -192,9 +223,14 @@ def edit_agency(uuid: str | None = None) -> Any:
         form.sector.data = agency.sector.value
     if form.validate_on_submit():
         try:
-            reference.save_agency(agency, code=form.code.data, name=form.name.data,
-                                  sector=Sector(form.sector.data), is_active=form.is_active.data,
-                                  by=me())
+            reference.save_agency(
+                agency,
+                code=form.code.data,
+                name=form.name.data,
+                sector=Sector(form.sector.data),
+                is_active=form.is_active.data,
+                by=me(),
+            )
         except reference.ReferenceDataError as err:
             db.session.rollback()
             form.code.errors.append(str(err))
@@ -202,5 +238,10 @@ def edit_agency(uuid: str | None = None) -> Any:
             db.session.commit()
             flash(f"Saved the agency {form.name.data}.", "success")
             return redirect(url_for("admin.agencies"))
-    return render_template("admin/reference_form.html", form=form, record=agency, kind="agency",
-                           back=url_for("admin.agencies"))
+    return render_template(
+        "admin/reference_form.html",
+        form=form,
+        record=agency,
+        kind="agency",
+        back=url_for("admin.agencies"),
+    )

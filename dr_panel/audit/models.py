@@ -23,17 +23,26 @@ class AuditEntry(db.Model):  # type: ignore[name-defined,misc]
 
     __tablename__ = "audit_entries"
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(db.Integer, "sqlite"), primary_key=True)
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(db.Integer, "sqlite"), primary_key=True
+    )
     seq: Mapped[int] = mapped_column(BigInteger, unique=True, nullable=False)
-    uuid: Mapped[uuid_mod.UUID] = mapped_column(Uuid, unique=True, default=uuid_mod.uuid4, nullable=False)
+    uuid: Mapped[uuid_mod.UUID] = mapped_column(
+        Uuid, unique=True, default=uuid_mod.uuid4, nullable=False
+    )
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
     actor_uuid: Mapped[uuid_mod.UUID | None] = mapped_column(Uuid)
     actor_label: Mapped[str | None] = mapped_column(String(254))
     ip_address: Mapped[str | None] = mapped_column(String(45))
     action: Mapped[str] = mapped_column(String(60), nullable=False)
     outcome: Mapped[Outcome] = mapped_column(
-        Enum(Outcome, native_enum=False, length=10, values_callable=lambda e: [m.value for m in e],
-             validate_strings=True),
+        Enum(
+            Outcome,
+            native_enum=False,
+            length=10,
+            values_callable=lambda e: [m.value for m in e],
+            validate_strings=True,
+        ),
         nullable=False,
     )
     object_type: Mapped[str | None] = mapped_column(String(40))
@@ -75,6 +84,7 @@ for _sql in SQLITE_TRIGGERS:
 for _sql in POSTGRES_TRIGGER:
     event.listen(AuditEntry.__table__, "after_create", DDL(_sql).execute_if(dialect="postgresql"))
 event.listen(
-    AuditEntry.__table__, "after_drop",
+    AuditEntry.__table__,
+    "after_drop",
     DDL("DROP FUNCTION IF EXISTS audit_entries_append_only()").execute_if(dialect="postgresql"),
 )

@@ -7,14 +7,14 @@ from typing import Any
 
 from flask import Blueprint, render_template, request
 from sqlalchemy import select
+from wtforms import DateField, StringField
 from wtforms import SelectChoice as Opt
-from wtforms import DateField, SelectField, StringField
 from wtforms.validators import Length, Optional, ValidationError
 
 from dr_panel.audit.models import AuditEntry, Outcome
 from dr_panel.auth.models import Role
 from dr_panel.dbtypes import UTC, parse_uuid
-from dr_panel.forms import GetForm
+from dr_panel.forms import ChoiceField, GetForm
 from dr_panel.pagination import paginate
 from dr_panel.security import roles
 
@@ -23,15 +23,21 @@ bp = Blueprint("audit", __name__, url_prefix="/admin/audit")
 
 class AuditFilterForm(GetForm):
     actor = StringField("Who (e-mail contains)", validators=[Optional(), Length(max=254)])
-    action = StringField("Action starts with", validators=[Optional(), Length(max=60)],
-                         description="For example auth.login_failed, account. or access.denied")
-    outcome = SelectField("Outcome", choices=[Opt("", "Any")] + [Opt(o.value, o.value.title()) for o in Outcome],
-                          validators=[Optional()])
+    action = StringField(
+        "Action starts with",
+        validators=[Optional(), Length(max=60)],
+        description="For example auth.login_failed, account. or access.denied",
+    )
+    outcome = ChoiceField(
+        "Outcome",
+        choices=[Opt("", "Any")] + [Opt(o.value, o.value.title()) for o in Outcome],
+        validators=[Optional()],
+    )
     record = StringField("Record id (UUID)", validators=[Optional(), Length(max=36)])
-    since = DateField("From (date)", validators=[Optional()],
-                      render_kw={"placeholder": "YYYY-MM-DD"})
-    until = DateField("To (date)", validators=[Optional()],
-                      render_kw={"placeholder": "YYYY-MM-DD"})
+    since = DateField(
+        "From (date)", validators=[Optional()], render_kw={"placeholder": "YYYY-MM-DD"}
+    )
+    until = DateField("To (date)", validators=[Optional()], render_kw={"placeholder": "YYYY-MM-DD"})
 
     def validate_record(self, field):  # type: ignore[no-untyped-def]
         if field.data and parse_uuid(field.data) is None:
@@ -57,7 +63,9 @@ def log() -> Any:
         if form.record.data:
             stmt = stmt.where(AuditEntry.object_uuid == str(parse_uuid(form.record.data)))
         if form.since.data:
-            stmt = stmt.where(AuditEntry.occurred_at >= datetime.combine(form.since.data, time(), UTC))
+            stmt = stmt.where(
+                AuditEntry.occurred_at >= datetime.combine(form.since.data, time(), UTC)
+            )
         if form.until.data:
             end = datetime.combine(form.until.data, time(), UTC) + timedelta(days=1)
             stmt = stmt.where(AuditEntry.occurred_at < end)

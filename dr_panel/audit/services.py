@@ -131,16 +131,23 @@ def verify(progress: Any = None) -> VerifyResult:
     for entry in _iter_entries():
         if entry.seq != expected_seq:
             if entry.seq > expected_seq:
-                missing = f"#{expected_seq}" if entry.seq == expected_seq + 1 else (
-                    f"#{expected_seq} to #{entry.seq - 1}")
+                missing = (
+                    f"#{expected_seq}"
+                    if entry.seq == expected_seq + 1
+                    else (f"#{expected_seq} to #{entry.seq - 1}")
+                )
                 return VerifyResult(checked, f"entry {missing} is missing (deleted)", expected_seq)
-            return VerifyResult(checked, f"entry #{entry.seq} is out of order (inserted)", entry.seq)
+            return VerifyResult(
+                checked, f"entry #{entry.seq} is out of order (inserted)", entry.seq
+            )
         if keys.audit_mac(canonical(entry)) != entry.entry_hash:
             return VerifyResult(
-                checked, f"entry #{entry.seq} ({entry.action}) was changed or inserted", entry.seq)
+                checked, f"entry #{entry.seq} ({entry.action}) was changed or inserted", entry.seq
+            )
         if entry.prev_hash != prev_hash:
             return VerifyResult(
-                checked, f"the entry before #{entry.seq} was deleted or replaced", entry.seq)
+                checked, f"the entry before #{entry.seq} was deleted or replaced", entry.seq
+            )
         prev_hash, expected_seq, checked = entry.entry_hash, expected_seq + 1, checked + 1
         if progress is not None:
             progress.update(1)

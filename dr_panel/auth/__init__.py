@@ -19,8 +19,11 @@ def _load_from_request(request: Request) -> User | None:
     us = load_session(token)
     if us is None:
         session.clear()
-        flash("Your session has ended: it was idle too long, reached its time limit, or was "
-              "signed out elsewhere. Sign in again to continue.", "info")
+        flash(
+            "Your session has ended: it was idle too long, reached its time limit, or was "
+            "signed out elsewhere. Sign in again to continue.",
+            "info",
+        )
         return None
     g.user_session = us
     return us.user

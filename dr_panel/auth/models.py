@@ -63,14 +63,21 @@ class User(PublicIdMixin, UserMixin, db.Model):  # type: ignore[name-defined,mis
     email: Mapped[str] = mapped_column(String(254), unique=True, nullable=False)
     display_name: Mapped[str] = mapped_column(String(120), nullable=False)
     role: Mapped[Role] = mapped_column(
-        Enum(Role, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e],
-             validate_strings=True),
+        Enum(
+            Role,
+            native_enum=False,
+            length=20,
+            values_callable=lambda e: [m.value for m in e],
+            validate_strings=True,
+        ),
         nullable=False,
     )
     agency_id: Mapped[int | None] = mapped_column(ForeignKey("agencies.id"))
     password_hash: Mapped[str] = mapped_column(String(255), nullable=False)
     must_change_password: Mapped[bool] = mapped_column(default=False, nullable=False)
-    password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    password_changed_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=utcnow, nullable=False
+    )
     # TOTP secret, AES-GCM encrypted and bound to this user (dr_panel.crypto).
     totp_secret_enc: Mapped[str | None] = mapped_column(Text)
     totp_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -81,7 +88,9 @@ class User(PublicIdMixin, UserMixin, db.Model):  # type: ignore[name-defined,mis
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     agency: Mapped[Agency | None] = relationship(lazy="joined")
-    areas: Mapped[list[Area]] = relationship(secondary=user_areas, lazy="selectin", order_by=Area.name)
+    areas: Mapped[list[Area]] = relationship(
+        secondary=user_areas, lazy="selectin", order_by=Area.name
+    )
 
     def __repr__(self) -> str:
         return f"<User {self.uuid} {self.role.value}>"

@@ -69,8 +69,10 @@ def problems(password: str, *, context: tuple[str, ...] = ()) -> list[str]:
     lo, hi = cfg["PASSWORD_MIN_LENGTH"], cfg["PASSWORD_MAX_LENGTH"]
     pw = normalise(password)
     if len(pw) < lo:
-        return [f"Use at least {lo} characters. A few unrelated words make a long password "
-                "that is easy to remember."]
+        return [
+            f"Use at least {lo} characters. A few unrelated words make a long password "
+            "that is easy to remember."
+        ]
     if len(pw) > hi:
         return [f"Use at most {hi} characters."]
     lowered = pw.casefold()
@@ -80,9 +82,11 @@ def problems(password: str, *, context: tuple[str, ...] = ()) -> list[str]:
         return ["This password repeats too few characters. Choose something less predictable."]
     words = [w.casefold() for w in context if w and len(w) >= 4]
     if any(w in lowered for w in words + ["drpanel", "dr-panel"]):
-        return ["Do not use your name, e-mail address or the name of this service in your password."]
+        return [
+            "Do not use your name, e-mail address or the name of this service in your password."
+        ]
     # zxcvbn scores guessability (dictionary words, keyboard walks, sequences, dates).
-    result = zxcvbn(pw[:100], user_inputs=words)
+    result = zxcvbn(pw[:72], user_inputs=words)  # zxcvbn scores at most 72 characters
     if result["score"] < 3:
         hint = result["feedback"].get("warning") or "It would be easy to guess."
         return [f"{hint.rstrip('.')}. Add another word or two that are not obviously related."]

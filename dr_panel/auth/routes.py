@@ -27,9 +27,9 @@ from werkzeug.wrappers import Response
 
 from dr_panel.audit.services import record
 from dr_panel.auth import services
-from dr_panel.auth.passwords import verify_password
 from dr_panel.auth.forms import ChangePasswordForm, CodeForm, LoginForm, NewPasswordForm
 from dr_panel.auth.models import User
+from dr_panel.auth.passwords import verify_password
 from dr_panel.crypto import DecryptionError, hash_token
 from dr_panel.dbtypes import parse_uuid, utcnow
 from dr_panel.extensions import db, limiter
@@ -56,10 +56,15 @@ def _failed(response: Response) -> bool:
 
 
 limit_client = limiter.limit(
-    lambda: current_app.config["LOGIN_LIMIT_PER_CLIENT"], methods=["POST"], deduct_when=_failed)
+    lambda: current_app.config["LOGIN_LIMIT_PER_CLIENT"], methods=["POST"], deduct_when=_failed
+)
 limit_account = limiter.shared_limit(
-    lambda: current_app.config["LOGIN_LIMIT_PER_ACCOUNT"], scope="signin-account",
-    key_func=_account_key, methods=["POST"], deduct_when=_failed)
+    lambda: current_app.config["LOGIN_LIMIT_PER_ACCOUNT"],
+    scope="signin-account",
+    key_func=_account_key,
+    methods=["POST"],
+    deduct_when=_failed,
+)
 
 
 # -- the pending sign-in ------------------------------------------------------------------------
@@ -67,8 +72,13 @@ limit_account = limiter.shared_limit(
 
 def _start_pending(user: User, stage: str, next_url: str | None) -> None:
     session.clear()
-    session["pending"] = {"user": str(user.uuid), "email": user.email, "stage": stage,
-                          "at": utcnow().isoformat(), "next": next_url}
+    session["pending"] = {
+        "user": str(user.uuid),
+        "email": user.email,
+        "stage": stage,
+        "at": utcnow().isoformat(),
+        "next": next_url,
+    }
 
 
 def _pending_user(stage: str) -> User | None:
@@ -91,7 +101,11 @@ def _advance(user: User, after: str) -> Response:
     for stage in order[order.index(after) + 1 :]:
         if stage == "code" and user.has_second_factor:
             break
-        if stage == "enrol" and not user.has_second_factor and services.second_factor_required(user):
+        if (
+            stage == "enrol"
+            and not user.has_second_factor
+            and services.second_factor_required(user)
+        ):
             break
         if stage == "new_password" and user.must_change_password:
             break
@@ -137,7 +151,8 @@ def login() -> Any:
             g.signin_failed = True
             form.password.errors.append(
                 "The e-mail address or password is not right. Check both and try again; "
-                "after 5 failed attempts you must wait 15 minutes.")
+                "after 5 failed attempts you must wait 15 minutes."
+            )
             return render_template("auth/login.html", form=form), 200
         session["pending"] = {"next": safe_next(request.args.get("next"))}
         return _advance(user, "password")
@@ -158,8 +173,10 @@ def login_code() -> Any:
             return _advance(user, "code")
         db.session.commit()
         g.signin_failed = True
-        form.code.errors.append("That code is not right, or was already used. Wait for the next "
-                                "code in your app and enter it.")
+        form.code.errors.append(
+            "That code is not right, or was already used. Wait for the next "
+            "code in your app and enter it."
+        )
     return render_template("auth/login_code.html", form=form)
 
 
@@ -209,15 +226,20 @@ def _enrol_page(user: User, *, on_success: Any, required: bool) -> Any:
         if services.enrol_second_factor(user, secret, form.code.data):
             session.pop("totp_pending", None)
             db.session.commit()
-            flash("Two-step verification is on. You will be asked for a code each time you sign in.",
-                  "success")
+            flash(
+                "Two-step verification is on. You will be asked for a code each time you sign in.",
+                "success",
+            )
             return on_success()
         g.signin_failed = True
-        form.code.errors.append("That code does not match. Check the app shows dr-panel, wait "
-                                "for a new code and enter it.")
+        form.code.errors.append(
+            "That code does not match. Check the app shows dr-panel, wait "
+            "for a new code and enter it."
+        )
     uri = services.provisioning_uri(user, secret)
-    return render_template("auth/enrol.html", form=form, qr=services.qr_svg(uri), secret=secret,
-                           required=required)
+    return render_template(
+        "auth/enrol.html", form=form, qr=services.qr_svg(uri), secret=secret, required=required
+    )
 
 
 # -- signed in ------------------------------------------------------------------------------------
@@ -238,8 +260,9 @@ def logout() -> Any:
 @bp.route("/account")
 @signed_in
 def account() -> Any:
-    return render_template("auth/account.html", sessions=services.live_sessions(me()),
-                           form=EmptyForm())
+    return render_template(
+        "auth/account.html", sessions=services.live_sessions(me()), form=EmptyForm()
+    )
 
 
 @bp.route("/account/password", methods=["GET", "POST"])
@@ -258,8 +281,9 @@ def change_password() -> Any:
                 form.password.errors.append(str(err))
             else:
                 db.session.commit()
-                flash("Your password is changed. Every other session has been signed out.",
-                      "success")
+                flash(
+                    "Your password is changed. Every other session has been signed out.", "success"
+                )
                 return redirect(url_for("auth.account"))
     return render_template("auth/change_password.html", form=form)
 
@@ -279,8 +303,12 @@ def two_factor() -> Any:
 def end_other_sessions() -> Any:
     if EmptyForm().validate_on_submit():
         n = services.end_all_sessions(me(), "signed out by owner", keep=g.user_session)
-        record("account.sessions_ended", object_type="users",
-                        object_uuid=current_user.uuid, details={"count": n})
+        record(
+            "account.sessions_ended",
+            object_type="users",
+            object_uuid=current_user.uuid,
+            details={"count": n},
+        )
         db.session.commit()
         flash(f"Signed out {n} other session{'s' if n != 1 else ''}.", "success")
     return redirect(url_for("auth.account"))

@@ -58,16 +58,24 @@ def authenticate(email: str, password: str) -> User | None:
     """The user if the password is right, else None (taking the same time either way)."""
     user = find_user(email)
     if not passwords.verify_password(user.password_hash if user else None, password):
-        record("auth.login_failed", outcome=Outcome.FAILURE, actor=user,
-               details={"step": "password", "account": "known" if user else "unknown"})
+        record(
+            "auth.login_failed",
+            outcome=Outcome.FAILURE,
+            actor=user,
+            details={"step": "password", "account": "known" if user else "unknown"},
+        )
         return None
     assert user is not None
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(password)
         log.info("password hash upgraded to current argon2 parameters")
     if not user.is_active:
-        record("auth.login_failed", outcome=Outcome.DENIED, actor=user,
-               details={"step": "password", "account": "disabled"})
+        record(
+            "auth.login_failed",
+            outcome=Outcome.DENIED,
+            actor=user,
+            details={"step": "password", "account": "disabled"},
+        )
         return None
     return user
 
@@ -80,10 +88,14 @@ def begin_session(user: User) -> str:
     """A new server-side session; returns the token for the cookie (never stored in clear)."""
     token = new_token()
     ua = request.headers.get("User-Agent", "")[:200] if has_request_context() else None
-    db.session.add(UserSession(
-        user=user, token_hash=hash_token(token),
-        ip_address=request.remote_addr if has_request_context() else None, user_agent=ua,
-    ))
+    db.session.add(
+        UserSession(
+            user=user,
+            token_hash=hash_token(token),
+            ip_address=request.remote_addr if has_request_context() else None,
+            user_agent=ua,
+        )
+    )
     user.last_login_at = utcnow()
     record("auth.login", actor=user)
     return token
@@ -132,11 +144,13 @@ def end_all_sessions(user: User, reason: str, *, keep: UserSession | None = None
 
 
 def live_sessions(user: User) -> list[UserSession]:
-    return list(db.session.scalars(
-        select(UserSession)
-        .where(UserSession.user_id == user.id, UserSession.ended_at.is_(None))
-        .order_by(UserSession.last_seen_at.desc())
-    ))
+    return list(
+        db.session.scalars(
+            select(UserSession)
+            .where(UserSession.user_id == user.id, UserSession.ended_at.is_(None))
+            .order_by(UserSession.last_seen_at.desc())
+        )
+    )
 
 
 # -- second factor (TOTP, RFC 6238) ---------------------------------------------------------------
@@ -158,22 +172,27 @@ def open_pending_secret(user: User, sealed: str) -> str:
 def _user_secret(user: User) -> str | None:
     if not user.totp_secret_enc:
         return None
-    return _keys().decrypt(user.totp_secret_enc, table="users", column="totp_secret",
-                           record=str(user.uuid))
+    return _keys().decrypt(
+        user.totp_secret_enc, table="users", column="totp_secret", record=str(user.uuid)
+    )
 
 
 def provisioning_uri(user: User, secret: str) -> str:
-    return pyotp.TOTP(secret).provisioning_uri(name=user.email,
-                                               issuer_name=current_app.config["TOTP_ISSUER"])
+    return pyotp.TOTP(secret).provisioning_uri(
+        name=user.email, issuer_name=current_app.config["TOTP_ISSUER"]
+    )
 
 
 def qr_svg(uri: str) -> str:
     """An inline SVG (no script, no external request) for authenticator apps to scan."""
-    return segno.make(uri, error="m").svg_inline(scale=5, dark="#0b0c0c", light="#ffffff",
-                                                 title="QR code for your authenticator app")
+    return segno.make(uri, error="m").svg_inline(
+        scale=5, dark="#0b0c0c", light="#ffffff", title="QR code for your authenticator app"
+    )
 
 
-def _match_counter(secret: str, code: str, after: int | None, at: datetime | None = None) -> int | None:
+def _match_counter(
+    secret: str, code: str, after: int | None, at: datetime | None = None
+) -> int | None:
     """The time-step the code belongs to (allowing one step of clock drift either way), if it
     is later than the last one used: each code is good once."""
     code = "".join(ch for ch in code if ch.isdigit())
@@ -203,8 +222,9 @@ def enrol_second_factor(user: User, secret: str, code: str) -> bool:
     counter = _match_counter(secret, code, None)
     if counter is None:
         return False
-    user.totp_secret_enc = _keys().encrypt(secret, table="users", column="totp_secret",
-                                           record=str(user.uuid))
+    user.totp_secret_enc = _keys().encrypt(
+        secret, table="users", column="totp_secret", record=str(user.uuid)
+    )
     user.totp_enabled_at = utcnow()
     user.totp_last_counter = counter
     record("account.second_factor_enrolled", actor=user, object_type="users", object_uuid=user.uuid)
@@ -259,27 +279,36 @@ class AccountDetails:
 def _resolve(details: AccountDetails) -> tuple[list[Area], Agency | None]:
     codes = [c.strip().upper() for c in details.area_codes if c.strip()]
     if not codes:
-        raise AccountError("Grant at least one area: every user works in one or more areas.",
-                           "areas")
+        raise AccountError(
+            "Grant at least one area: every user works in one or more areas.", "areas"
+        )
     areas = list(db.session.scalars(select(Area).where(Area.ons_code.in_(codes))))
     unknown = sorted(set(codes) - {a.ons_code for a in areas})
     if unknown:
-        raise AccountError(f"Unknown area code {', '.join(unknown)}. Use an ONS code such as "
-                           "E06000009; `dr-panel areas list` shows them.", "areas")
+        raise AccountError(
+            f"Unknown area code {', '.join(unknown)}. Use an ONS code such as "
+            "E06000009; `dr-panel areas list` shows them.",
+            "areas",
+        )
     agency = None
     if details.agency_code:
         agency = db.session.scalar(select(Agency).where(Agency.code == details.agency_code.upper()))
         if agency is None:
-            raise AccountError(f"Unknown agency code {details.agency_code}. Use a code such as "
-                               "POLICE; `dr-panel agencies list` shows them.", "agency")
+            raise AccountError(
+                f"Unknown agency code {details.agency_code}. Use a code such as "
+                "POLICE; `dr-panel agencies list` shows them.",
+                "agency",
+            )
     if details.role.needs_agency and agency is None:
-        raise AccountError(f"A {details.role.label.lower()} must belong to an agency: choose one.",
-                           "agency")
+        raise AccountError(
+            f"A {details.role.label.lower()} must belong to an agency: choose one.", "agency"
+        )
     return areas, agency
 
 
-def create_user(details: AccountDetails, *, password: str | None, by: User | None,
-                must_change: bool = True) -> tuple[User, str | None]:
+def create_user(
+    details: AccountDetails, *, password: str | None, by: User | None, must_change: bool = True
+) -> tuple[User, str | None]:
     """Create an account. Without a password, a temporary one is made and returned once."""
     email = normalise_email(details.email)
     if find_user(email) is not None:
@@ -289,26 +318,39 @@ def create_user(details: AccountDetails, *, password: str | None, by: User | Non
     if password is None:
         temp = password = temporary_password()
     else:
-        issues = passwords.problems(password, context=password_context(
-            None, email=email, name=details.display_name))
+        issues = passwords.problems(
+            password, context=password_context(None, email=email, name=details.display_name)
+        )
         if issues:
             raise AccountError(issues[0])
-    user = User(email=email, display_name=details.display_name.strip(), role=details.role,
-                agency=agency, areas=areas, password_hash=passwords.hash_password(password),
-                must_change_password=must_change or temp is not None)
+    user = User(
+        email=email,
+        display_name=details.display_name.strip(),
+        role=details.role,
+        agency=agency,
+        areas=areas,
+        password_hash=passwords.hash_password(password),
+        must_change_password=must_change or temp is not None,
+    )
     db.session.add(user)
     db.session.flush()
-    record("account.created", actor=by, actor_label=None if by else "cli",
-           object_type="users", object_uuid=user.uuid,
-           details={"role": user.role.value, "areas": sorted(a.ons_code for a in areas)})
+    record(
+        "account.created",
+        actor=by,
+        actor_label=None if by else "cli",
+        object_type="users",
+        object_uuid=user.uuid,
+        details={"role": user.role.value, "areas": sorted(a.ons_code for a in areas)},
+    )
     return user, temp
 
 
 def update_user(user: User, details: AccountDetails, *, by: User) -> None:
     areas, agency = _resolve(details)
     if user.id == by.id and details.role is not Role.ADMIN:
-        raise AccountError("You cannot remove your own administrator role. Ask another admin.",
-                           "role")
+        raise AccountError(
+            "You cannot remove your own administrator role. Ask another admin.", "role"
+        )
     email = normalise_email(details.email)
     if email != user.email and find_user(email) is not None:
         raise AccountError("An account with this e-mail address already exists.", "email")
@@ -323,9 +365,17 @@ def update_user(user: User, details: AccountDetails, *, by: User) -> None:
     if changed["role"] or changed["areas"] or changed["agency"]:
         # New permissions take effect at the next sign-in, not in a session opened under the old.
         end_all_sessions(user, "access changed")
-    record("account.updated", actor=by, object_type="users", object_uuid=user.uuid,
-           details={"changed": sorted(k for k, v in changed.items() if v),
-                    "role": user.role.value, "areas": sorted(a.ons_code for a in areas)})
+    record(
+        "account.updated",
+        actor=by,
+        object_type="users",
+        object_uuid=user.uuid,
+        details={
+            "changed": sorted(k for k, v in changed.items() if v),
+            "role": user.role.value,
+            "areas": sorted(a.ons_code for a in areas),
+        },
+    )
 
 
 def set_disabled(user: User, disabled: bool, *, by: User | None) -> None:
@@ -336,8 +386,13 @@ def set_disabled(user: User, disabled: bool, *, by: User | None) -> None:
     user.disabled_at = utcnow() if disabled else None
     if disabled:
         end_all_sessions(user, "account disabled")
-    record("account.disabled" if disabled else "account.enabled", actor=by,
-           actor_label=None if by else "cli", object_type="users", object_uuid=user.uuid)
+    record(
+        "account.disabled" if disabled else "account.enabled",
+        actor=by,
+        actor_label=None if by else "cli",
+        object_type="users",
+        object_uuid=user.uuid,
+    )
 
 
 def reset_password(user: User, *, by: User) -> str:
@@ -351,7 +406,11 @@ def reset_password(user: User, *, by: User) -> str:
 
 
 def _active_admins() -> int:
-    return db.session.scalar(
-        select(func.count()).select_from(User).where(User.role == Role.ADMIN,
-                                                     User.disabled_at.is_(None))
-    ) or 0
+    return (
+        db.session.scalar(
+            select(func.count())
+            .select_from(User)
+            .where(User.role == Role.ADMIN, User.disabled_at.is_(None))
+        )
+        or 0
+    )

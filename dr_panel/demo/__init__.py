@@ -40,13 +40,28 @@ AGENCIES = [
 # (email, name, role, areas, agency) -- one login per role, all synthetic.
 USERS = [
     ("admin@example.org", "Alex Morgan", Role.ADMIN, ["E06000009", "E06000008", "E10000017"], None),
-    ("coordinator@example.org", "Sam Okafor", Role.COORDINATOR,
-     ["E06000009", "E06000008", "E10000017"], "PUBHEALTH"),
+    (
+        "coordinator@example.org",
+        "Sam Okafor",
+        Role.COORDINATOR,
+        ["E06000009", "E06000008", "E10000017"],
+        "PUBHEALTH",
+    ),
     ("panel.member@example.org", "Jo Whitfield", Role.PANEL_MEMBER, ["E06000009"], "POLICE"),
-    ("contributor@example.org", "Chris Mensah", Role.AGENCY_CONTRIBUTOR, ["E06000009"],
-     "TREATMENT"),
-    ("lead@example.org", "Dr Ellis Hart", Role.LEAD, ["E06000009", "E06000008", "E10000017"],
-     "PUBHEALTH"),
+    (
+        "contributor@example.org",
+        "Chris Mensah",
+        Role.AGENCY_CONTRIBUTOR,
+        ["E06000009"],
+        "TREATMENT",
+    ),
+    (
+        "lead@example.org",
+        "Dr Ellis Hart",
+        Role.LEAD,
+        ["E06000009", "E06000008", "E10000017"],
+        "PUBHEALTH",
+    ),
 ]
 
 
@@ -76,9 +91,13 @@ def load() -> bool:
             continue
         password = demo_password()
         accounts.create_user(
-            accounts.AccountDetails(email=email, display_name=name, role=role, area_codes=areas,
-                                    agency_code=agency),
-            password=password, by=None, must_change=False)
+            accounts.AccountDetails(
+                email=email, display_name=name, role=role, area_codes=areas, agency_code=agency
+            ),
+            password=password,
+            by=None,
+            must_change=False,
+        )
         lines.append(f"  {role.label:24} {email:28} {password}")
         created = True
     db.session.commit()
@@ -91,6 +110,8 @@ def _write_logins(lines: list[str]) -> None:
     path = logins_file()
     text = "\n".join(lines) + "\n"
     mode = "a" if path.exists() else "w"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_APPEND if mode == "a" else os.O_TRUNC), 0o600)
+    fd = os.open(
+        path, os.O_WRONLY | os.O_CREAT | (os.O_APPEND if mode == "a" else os.O_TRUNC), 0o600
+    )
     with os.fdopen(fd, mode, encoding="utf-8") as fh:
         fh.write(text)

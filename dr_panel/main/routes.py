@@ -23,11 +23,14 @@ def home() -> Any:
     attention: list[dict[str, Any]] = []
     if not current_user.has_second_factor:
         required = current_app.config["REQUIRE_2FA"] and current_user.role.needs_second_factor
-        attention.append({
-            "text": "Set up two-step verification" + (" (required)" if required else ""),
-            "hint": "A code from an app on your phone keeps your account safe even if your "
-                    "password is stolen.",
-            "endpoint": "auth.two_factor"})
+        attention.append(
+            {
+                "text": "Set up two-step verification" + (" (required)" if required else ""),
+                "hint": "A code from an app on your phone keeps your account safe even if your "
+                "password is stolen.",
+                "endpoint": "auth.two_factor",
+            }
+        )
     failed = _failed_signins_since_last_login()
     admin = _admin_summary() if current_user.role is Role.ADMIN else None
     return render_template("main/home.html", attention=attention, failed=failed, admin=admin)
@@ -37,10 +40,15 @@ def _failed_signins_since_last_login() -> int:
     logins = db.session.scalars(
         select(AuditEntry.occurred_at)
         .where(AuditEntry.actor_uuid == current_user.uuid, AuditEntry.action == "auth.login")
-        .order_by(AuditEntry.seq.desc()).limit(2)).all()
+        .order_by(AuditEntry.seq.desc())
+        .limit(2)
+    ).all()
     since = logins[1] if len(logins) > 1 else None
-    stmt = select(func.count()).select_from(AuditEntry).where(
-        AuditEntry.actor_uuid == current_user.uuid, AuditEntry.action == "auth.login_failed")
+    stmt = (
+        select(func.count())
+        .select_from(AuditEntry)
+        .where(AuditEntry.actor_uuid == current_user.uuid, AuditEntry.action == "auth.login_failed")
+    )
     if since is not None:
         stmt = stmt.where(AuditEntry.occurred_at > since)
     return db.session.scalar(stmt) or 0

@@ -87,8 +87,13 @@ class Agency(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
     code: Mapped[str] = mapped_column(String(20), unique=True, nullable=False)
     name: Mapped[str] = mapped_column(String(160), nullable=False)
     sector: Mapped[Sector] = mapped_column(
-        Enum(Sector, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e],
-             validate_strings=True),
+        Enum(
+            Sector,
+            native_enum=False,
+            length=20,
+            values_callable=lambda e: [m.value for m in e],
+            validate_strings=True,
+        ),
         nullable=False,
     )
     is_active: Mapped[bool] = mapped_column(Boolean, default=True, nullable=False)

@@ -18,20 +18,31 @@ class ReferenceDataError(ValueError):
 def check_area_code(code: str) -> str:
     code = code.strip().upper()
     if not ONS_CODE_RE.match(code):
-        raise ReferenceDataError("An area code is the 9-character ONS code, like E06000009 for Blackpool.")
+        raise ReferenceDataError(
+            "An area code is the 9-character ONS code, like E06000009 for Blackpool."
+        )
     return code
 
 
 def check_agency_code(code: str) -> str:
     code = code.strip().upper()
     if not AGENCY_CODE_RE.match(code):
-        raise ReferenceDataError("An agency code is 2 to 20 capital letters, digits or underscores, "
-                              "starting with a letter, like POLICE or NWAS.")
+        raise ReferenceDataError(
+            "An agency code is 2 to 20 capital letters, digits or underscores, "
+            "starting with a letter, like POLICE or NWAS."
+        )
     return code
 
 
-def save_area(area: Area | None, *, ons_code: str, name: str, network: str | None,
-              is_active: bool = True, by: Any = None) -> Area:
+def save_area(
+    area: Area | None,
+    *,
+    ons_code: str,
+    name: str,
+    network: str | None,
+    is_active: bool = True,
+    by: Any = None,
+) -> Area:
     code = check_area_code(ons_code)
     clash = db.session.scalar(select(Area).where(Area.ons_code == code))
     if clash is not None and clash is not area:
@@ -43,14 +54,26 @@ def save_area(area: Area | None, *, ons_code: str, name: str, network: str | Non
     area.ons_code, area.name = code, name.strip()
     area.network, area.is_active = (network or "").strip() or None, is_active
     db.session.flush()
-    record("area.created" if created else "area.updated", actor=by,
-           actor_label=None if by else "cli", object_type="areas", object_uuid=area.uuid,
-           details={"code": code})
+    record(
+        "area.created" if created else "area.updated",
+        actor=by,
+        actor_label=None if by else "cli",
+        object_type="areas",
+        object_uuid=area.uuid,
+        details={"code": code},
+    )
     return area
 
 
-def save_agency(agency: Agency | None, *, code: str, name: str, sector: Sector,
-                is_active: bool = True, by: Any = None) -> Agency:
+def save_agency(
+    agency: Agency | None,
+    *,
+    code: str,
+    name: str,
+    sector: Sector,
+    is_active: bool = True,
+    by: Any = None,
+) -> Agency:
     code = check_agency_code(code)
     clash = db.session.scalar(select(Agency).where(Agency.code == code))
     if clash is not None and clash is not agency:
@@ -59,11 +82,21 @@ def save_agency(agency: Agency | None, *, code: str, name: str, sector: Sector,
     if agency is None:
         agency = Agency()
         db.session.add(agency)
-    agency.code, agency.name, agency.sector, agency.is_active = code, name.strip(), sector, is_active
+    agency.code, agency.name, agency.sector, agency.is_active = (
+        code,
+        name.strip(),
+        sector,
+        is_active,
+    )
     db.session.flush()
-    record("agency.created" if created else "agency.updated", actor=by,
-           actor_label=None if by else "cli", object_type="agencies", object_uuid=agency.uuid,
-           details={"code": code})
+    record(
+        "agency.created" if created else "agency.updated",
+        actor=by,
+        actor_label=None if by else "cli",
+        object_type="agencies",
+        object_uuid=agency.uuid,
+        details={"code": code},
+    )
     return agency
 
 

@@ -10,6 +10,7 @@ import click
 from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 from sqlalchemy import func, select
+from werkzeug.serving import run_simple
 
 from dr_panel import create_app
 from dr_panel.auth import services as accounts
@@ -260,7 +261,9 @@ def start(host: str, port: int) -> None:
             "  dr-panel users create --email you@example.org --role admin --area E06000009"
         )
     click.echo(f"dr-panel is running at http://{host}:{port}/  (Ctrl+C to stop)")
-    app.run(host=host, port=port, debug=False, use_reloader=False)
+    # Werkzeug's server directly: Flask ignores app.run() inside a CLI command. Threads, so one
+    # slow page does not hold up another; for production, serve with a WSGI server instead.
+    run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

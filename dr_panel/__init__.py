@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
@@ -69,6 +70,7 @@ def create_app(config: Config | str | None = None, **overrides: Any) -> Flask:
     app.register_blueprint(admin_bp)
     app.register_blueprint(audit_bp)
     app.jinja_env.globals["app_version"] = __version__
+    app.jinja_env.filters["fromjson"] = lambda text: json.loads(text) if text else {}
     return app
 
 

@@ -18,6 +18,13 @@ from dr_panel.reference.services import (
 
 
 class UserForm(FlaskForm):
+    display_name = StringField(
+        "Full name",
+        validators=[
+            DataRequired("Enter the person's name as colleagues know it."),
+            Length(max=120, message="Use at most 120 characters."),
+        ],
+    )
     email = EmailField(
         "E-mail address",
         validators=[
@@ -28,17 +35,10 @@ class UserForm(FlaskForm):
             Length(max=254),
         ],
     )
-    display_name = StringField(
-        "Full name",
-        validators=[
-            DataRequired("Enter the person's name as colleagues know it."),
-            Length(max=120, message="Use at most 120 characters."),
-        ],
-    )
     role = ChoiceField(
         "Role",
-        choices=[Opt(r.value, ROLE_LABELS[r]) for r in Role],
-        validators=[DataRequired("Choose a role.")],
+        choices=[Opt("", "Choose a role")] + [Opt(r.value, ROLE_LABELS[r]) for r in Role],
+        validators=[DataRequired("Choose the person's role.")],
     )
     agency = ChoiceField(
         "Agency",

@@ -34,10 +34,8 @@ class AuditFilterForm(GetForm):
         validators=[Optional()],
     )
     record = StringField("Record id (UUID)", validators=[Optional(), Length(max=36)])
-    since = DateField(
-        "From (date)", validators=[Optional()], render_kw={"placeholder": "YYYY-MM-DD"}
-    )
-    until = DateField("To (date)", validators=[Optional()], render_kw={"placeholder": "YYYY-MM-DD"})
+    since = DateField("From (date)", validators=[Optional()])
+    until = DateField("To (date)", validators=[Optional()])
 
     def validate_record(self, field):  # type: ignore[no-untyped-def]
         if field.data and parse_uuid(field.data) is None:

@@ -70,8 +70,16 @@ limit_account = limiter.shared_limit(
 # -- the pending sign-in ------------------------------------------------------------------------
 
 
-def _start_pending(user: User, stage: str, next_url: str | None) -> None:
+def _fresh_session() -> None:
+    """Drop everything from before this stage, but keep messages queued for the next page."""
+    flashes = session.get("_flashes")
     session.clear()
+    if flashes:
+        session["_flashes"] = flashes
+
+
+def _start_pending(user: User, stage: str, next_url: str | None) -> None:
+    _fresh_session()
     session["pending"] = {
         "user": str(user.uuid),
         "email": user.email,
@@ -117,7 +125,7 @@ def _advance(user: User, after: str) -> Response:
 
 
 def _finish(user: User, next_url: str | None) -> Response:
-    session.clear()  # a fresh session: nothing carried over from before sign-in
+    _fresh_session()  # nothing carried over from before sign-in but pending messages
     token = services.begin_session(user)
     db.session.commit()
     session["sid"] = token

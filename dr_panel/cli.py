@@ -13,6 +13,10 @@ from sqlalchemy import func, select
 from werkzeug.serving import run_simple
 
 from dr_panel import create_app
+from dr_panel.api.cli import tokens
+from dr_panel.bench import bench
+from dr_panel.cases.imports import import_group
+from dr_panel.keys_cli import keys
 from dr_panel.auth import services as accounts
 from dr_panel.auth.models import Role, User
 from dr_panel.extensions import db
@@ -264,6 +268,13 @@ def start(host: str, port: int) -> None:
     # Werkzeug's server directly: Flask ignores app.run() inside a CLI command. Threads, so one
     # slow page does not hold up another; for production, serve with a WSGI server instead.
     run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
+
+
+# Commands kept in their own areas' modules.
+main.add_command(tokens)
+main.add_command(import_group)
+main.add_command(keys)
+main.add_command(bench)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,6 +24,7 @@ import os
 import secrets
 import stat
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -159,12 +160,7 @@ class KeyRing:
 
     def index_key(self, index_name: str) -> bytes:
         """A separate key for each blind index, derived from the root (CipherSweet-style)."""
-        return HKDF(
-            algorithm=hashes.SHA256(),
-            length=KEY_BYTES,
-            salt=None,
-            info=f"dr-panel blind index: {index_name}".encode(),
-        ).derive(self.blind_index)
+        return _derive_index_key(self.blind_index, index_name)
 
     def audit_mac(self, message: bytes) -> str:
         return hmac.new(self.audit, message, hashlib.sha256).hexdigest()
@@ -173,7 +169,7 @@ class KeyRing:
         """AES-256-GCM with a fresh nonce; the associated data binds the value to its place."""
         kid = self.active_field_key
         nonce = secrets.token_bytes(12)
-        ct = AESGCM(self.field_keys[kid]).encrypt(
+        ct = _aead(self.field_keys[kid]).encrypt(
             nonce, plaintext.encode("utf-8"), _aad(table, column, record)
         )
         return f"{FIELD_PREFIX}:{kid}:{_b64(nonce + ct)}"
@@ -191,12 +187,27 @@ class KeyRing:
             raise DecryptionError(f"{table}.{column}: unknown format")
         try:
             return (
-                AESGCM(key).decrypt(raw[:12], raw[12:], _aad(table, column, record)).decode("utf-8")
+                _aead(key).decrypt(raw[:12], raw[12:], _aad(table, column, record)).decode("utf-8")
             )
         except Exception:  # InvalidTag: tampered, or copied from another row or column
             raise DecryptionError(
                 f"{table}.{column}: value does not belong to this record"
             ) from None
+
+
+@lru_cache(maxsize=64)
+def _derive_index_key(root: bytes, index_name: str) -> bytes:
+    return HKDF(
+        algorithm=hashes.SHA256(),
+        length=KEY_BYTES,
+        salt=None,
+        info=f"dr-panel blind index: {index_name}".encode(),
+    ).derive(root)
+
+
+@lru_cache(maxsize=16)
+def _aead(key: bytes) -> AESGCM:
+    return AESGCM(key)
 
 
 def _aad(table: str, column: str, record: str) -> bytes:

@@ -1,17 +1,9 @@
 """Every model, imported in one place so that Alembic and ``create_all`` see all tables."""
 
 from dr_panel.audit.models import AuditEntry, Outcome
-from dr_panel.auth.models import Role, User, UserSession, user_areas
+from dr_panel.auth.models import ApiToken, Role, User, UserSession, user_areas
+from dr_panel.cases.models import Case, Person, Substance, case_substances
 from dr_panel.reference.models import Agency, Area, Sector
 
-__all__ = [
-    "Agency",
-    "Area",
-    "AuditEntry",
-    "Outcome",
-    "Role",
-    "Sector",
-    "User",
-    "UserSession",
-    "user_areas",
-]
+__all__ = ["Agency", "ApiToken", "Area", "AuditEntry", "Case", "Outcome", "Person", "Role",
+           "Sector", "Substance", "User", "UserSession", "case_substances", "user_areas"]

@@ -26,6 +26,7 @@ from dr_panel import create_app
 from dr_panel.audit.models import POSTGRES_TRIGGER
 from dr_panel.auth import services as accounts
 from dr_panel.auth.models import Role, User
+from dr_panel.cases.services import ensure_substances
 from dr_panel.extensions import db, limiter
 from dr_panel.reference import services as reference
 from dr_panel.reference.models import Sector
@@ -122,6 +123,7 @@ def _reset_database() -> None:
 
 
 def _seed_reference() -> None:
+    ensure_substances()
     reference.save_area(None, ons_code="E06000009", name="Blackpool", network="Pan-Lancashire")
     reference.save_area(
         None, ons_code="E06000008", name="Blackburn with Darwen", network="Pan-Lancashire"

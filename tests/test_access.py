@@ -46,6 +46,9 @@ MATRIX: dict[str, Any] = {
     "admin.agencies": ADMIN,
     "admin.edit_agency": ADMIN,
     "audit.log": ADMIN,
+    # -- cases
+    # -- imports (bulk import)
+    # -- api (JSON API v1 and token pages)
 }
 
 # Requests that end the session go last, so the walk keeps its sign-in until the end.

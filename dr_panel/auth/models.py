@@ -144,3 +144,32 @@ class UserSession(db.Model):  # type: ignore[name-defined,misc]
 
     def __repr__(self) -> str:
         return f"<UserSession {self.id} ended={self.ended_at is not None}>"
+
+
+class ApiToken(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
+    """A personal API token. Shown once at creation; only its SHA-256 is stored. Revocable."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    name: Mapped[str] = mapped_column(String(80), nullable=False)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    # The first characters, so a person can tell their tokens apart (never enough to use one).
+    prefix: Mapped[str] = mapped_column(String(12), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship(lazy="joined")
+
+    def __repr__(self) -> str:
+        return f"<ApiToken {self.uuid} revoked={self.revoked_at is not None}>"
+
+    def can_view(self, actor: User) -> bool:
+        return actor.id == self.user_id or actor.role is Role.ADMIN
+
+    def can_edit(self, actor: User) -> bool:
+        return self.can_view(actor)

@@ -14,12 +14,12 @@ from werkzeug.serving import run_simple
 
 from dr_panel import create_app
 from dr_panel.api.cli import tokens
-from dr_panel.bench import bench
-from dr_panel.cases.imports import import_group
-from dr_panel.keys_cli import keys
 from dr_panel.auth import services as accounts
 from dr_panel.auth.models import Role, User
+from dr_panel.bench import bench
+from dr_panel.cases.imports import import_group
 from dr_panel.extensions import db
+from dr_panel.keys_cli import keys
 from dr_panel.reference import services as reference
 from dr_panel.reference.models import Sector
 

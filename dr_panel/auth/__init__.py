@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, Request, flash, g, request, session
+from flask import Flask, Request, flash, g, session
 
 from dr_panel.auth.models import User
 from dr_panel.extensions import login_manager

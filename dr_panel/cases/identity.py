@@ -113,7 +113,7 @@ def name_dob_index(full_name: str, dob: date | None, ring: KeyRing | None = None
     return _index(NAME_DOB_INDEX, f"{last}|{dob.isoformat()}", ring)
 
 
-# -- the identifiers of one person ------------------------------------------------------------------
+# -- the identifiers of one person ------------------------------------------------------------
 
 
 @dataclass

@@ -47,6 +47,14 @@ MATRIX: dict[str, Any] = {
     "admin.edit_agency": ADMIN,
     "audit.log": ADMIN,
     # -- cases
+    "cases.list_cases": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER}),
+    "cases.view_case": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER}),
+    "cases.reveal_case": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER}),
+    "cases.view_person": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER}),
+    "cases.new_case": frozenset({Role.COORDINATOR}),
+    "cases.edit_case": frozenset({Role.COORDINATOR}),
+    "cases.decide_match": frozenset({Role.COORDINATOR}),
+    "cases.notify": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER, Role.AGENCY_CONTRIBUTOR}),
     # -- imports (bulk import)
     # -- api (JSON API v1 and token pages)
 }

@@ -128,15 +128,25 @@ class Identity:
         return "<Identity>"
 
     def same_person_as(self, other: Identity) -> bool:
-        """Confirmation after a blind-index hit: identical NHS numbers, or (where either lacks
-        one) the same folded surname and date of birth."""
-        if self.nhs_number and other.nhs_number:
-            return self.nhs_number == other.nhs_number
-        return (
-            self.dob is not None
-            and self.dob == other.dob
-            and fold(surname(self.full_name)) == fold(surname(other.full_name))
-        )
+        return compare(self, other) == "linked"
+
+
+def compare(new: Identity, known: Identity) -> str:
+    """The linking rule, after a blind-index hit. "linked": the same NHS number and an agreeing
+    date of birth (or one side lacks it) -- the same person however the name is spelt, since
+    names change and hyphens vary. "suggested": the same NHS number with a different date of
+    birth, or the same folded surname and date of birth without a matching NHS number -- a
+    coordinator decides. "none": otherwise."""
+    same_nhs = bool(new.nhs_number and new.nhs_number == known.nhs_number)
+    dob_agrees = new.dob is None or known.dob is None or new.dob == known.dob
+    if same_nhs and dob_agrees:
+        return "linked"
+    same_name_dob = (
+        new.dob is not None
+        and new.dob == known.dob
+        and fold(surname(new.full_name)) == fold(surname(known.full_name))
+    )
+    return "suggested" if same_nhs or same_name_dob else "none"
 
 
 FIELDS = ("name", "dob", "nhs_number", "address", "postcode")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
@@ -396,7 +397,8 @@ class Match:
 
 
 def find_match(identity: ident.Identity) -> Match:
-    """Candidates by blind index (an indexed equality lookup), confirmed by decrypting only them."""
+    """Candidates by blind index (an indexed equality lookup), confirmed by decrypting only them,
+    then judged by ``identity.compare``."""
     conditions = []
     nhs_bi = ident.nhs_index(identity.nhs_number)
     name_bi = ident.name_dob_index(identity.full_name, identity.dob)
@@ -409,18 +411,11 @@ def find_match(identity: ident.Identity) -> Match:
     candidates = db.session.scalars(select(Person).where(or_(*conditions)).order_by(Person.id))
     suggested = None
     for person in candidates:
-        other = ident.unseal(person)
-        same_nhs = bool(identity.nhs_number and identity.nhs_number == other.nhs_number)
-        same_name_dob = (
-            identity.dob is not None
-            and identity.dob == other.dob
-            and ident.fold(ident.surname(identity.full_name))
-            == ident.fold(ident.surname(other.full_name))
-        )
-        if same_nhs and (same_name_dob or other.dob is None or identity.dob is None):
+        verdict = ident.compare(identity, ident.unseal(person))
+        if verdict == "linked":
             return Match(person, MatchStatus.LINKED)
-        if (same_nhs or same_name_dob) and suggested is None:
-            suggested = person  # one agrees, the other does not: a person must decide
+        if verdict == "suggested" and suggested is None:
+            suggested = person
     return Match(suggested, MatchStatus.SUGGESTED) if suggested else Match(None, MatchStatus.NONE)
 
 
@@ -444,10 +439,9 @@ def create_notification(n: Notification, *, by: Any, source: str = "form") -> Ca
     if match.status is MatchStatus.LINKED and match.person is not None:
         person = match.person
     else:
-        person = Person(sex=n.sex)
-        db.session.add(person)
-        db.session.flush()
+        person = Person(uuid=uuid.uuid4(), sex=n.sex)  # the UUID is bound into each ciphertext
         ident.seal(person, n.identity)
+        db.session.add(person)
     age = ident.age_on(n.identity.dob, n.event_date)
     case = Case(
         reference=next_reference(n.area, n.case_type, n.notified_on.year),
@@ -591,3 +585,77 @@ def visible_cases(user: Any, f: CaseFilter) -> Select[Any]:
             )
         )
     return stmt.order_by(Case.event_date.desc(), Case.id.desc())
+
+
+# -- editing ------------------------------------------------------------------------------------
+
+EDITABLE = [
+    "case_type",
+    "area",
+    "notifying_agency",
+    "notified_on",
+    "event_date",
+    "event_time",
+    "date_is_found",
+    "setting",
+    "substances",
+    "route",
+    "naloxone_given",
+    "naloxone_by",
+    "naloxone_doses",
+    "nfo_outcome",
+    "treatment_status",
+    "recent_prison_release",
+    "housing_status",
+    "children_in_household",
+    "previous_overdoses",
+    "toxicology",
+    "coroner_stage",
+]
+
+
+class StaleEdit(Exception):
+    """Someone else saved the case since this form was opened."""
+
+
+def update_case(case: Case, n: Notification, *, by: Any, expected_version: int | None) -> list[str]:
+    """Apply an edit of the event details (identifiers are not edited here). Refuses a stale
+    form. Returns the names of the fields that changed (audited, never their values)."""
+    if expected_version is not None and expected_version != case.version:
+        raise StaleEdit()
+    changed = []
+    for name in EDITABLE:
+        new = n.area if name == "area" else getattr(n, name)
+        old = getattr(case, name)
+        if name == "substances":
+            if {s.id for s in old} != {s.id for s in new}:
+                case.substances = list(new)
+                changed.append(name)
+        elif old != new:
+            setattr(case, name, new)
+            changed.append(name)
+    age = ident.age_on(n.identity.dob, n.event_date)
+    case.age_at_event, case.age_band = age, age_band(age)
+    if changed:
+        db.session.flush()
+        record(
+            "case.updated",
+            actor=by,
+            object_type="cases",
+            object_uuid=case.uuid,
+            details={"changed": changed},
+        )
+    return changed
+
+
+def identity_values(person: Person) -> dict[str, str]:
+    """The person's identifiers as form values, for server-side validation of an edit only."""
+    who = ident.unseal(person)
+    return {
+        "full_name": who.full_name,
+        "date_of_birth": who.dob.isoformat() if who.dob else "",
+        "nhs_number": who.nhs_number or "",
+        "address": who.address or "",
+        "postcode": who.postcode or "",
+        "sex": person.sex.value,
+    }

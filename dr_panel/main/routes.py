@@ -31,9 +31,30 @@ def home() -> Any:
                 "endpoint": "auth.two_factor",
             }
         )
+    if current_user.role is Role.COORDINATOR:
+        attention += _coordinator_items()
     failed = _failed_signins_since_last_login()
     admin = _admin_summary() if current_user.role is Role.ADMIN else None
     return render_template("main/home.html", attention=attention, failed=failed, admin=admin)
+
+
+def _coordinator_items() -> list[dict[str, Any]]:
+    from dr_panel.cases.models import Case, CaseStatus, MatchStatus
+
+    mine = Case.area_id.in_(current_user.area_ids or {-1})
+    count = select(func.count()).select_from(Case).where(mine)
+    items = []
+    matches = db.session.scalar(count.where(Case.match_status == MatchStatus.SUGGESTED)) or 0
+    if matches:
+        items.append({"text": f"{matches} possible match{'es' if matches != 1 else ''} to confirm or "
+                              "reject", "hint": "A new notification may be about someone already "
+                              "known.", "endpoint": "cases.list_cases"})
+    new = db.session.scalar(count.where(Case.status == CaseStatus.NOTIFIED)) or 0
+    if new:
+        items.append({"text": f"{new} notification{'s' if new != 1 else ''} waiting for triage",
+                      "hint": "Decide: review at panel, no review, or duplicate.",
+                      "endpoint": "cases.list_cases"})
+    return items
 
 
 def _failed_signins_since_last_login() -> int:

@@ -95,6 +95,38 @@ def _load_keys(app: Flask, config: Config) -> None:
     app.extensions["dr_panel.keys"] = keys
     app.secret_key = keys.session
     app.config["WTF_CSRF_SECRET_KEY"] = keys.csrf
+    app.extensions["dr_panel.keys_mtime"] = _mtime(Path(config.KEYS_FILE))
+    app.before_request(_follow_key_file)
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def _follow_key_file() -> None:
+    """Pick up a changed key file (a field key added or retired by `dr-panel keys`) in every
+    running worker without a restart. One stat() a request; the key commands replace the file
+    atomically, so a reader never sees half of it. A file that fails to load keeps the old ring."""
+    from flask import current_app
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    path = Path(app.config["KEYS_FILE"])
+    seen = _mtime(path)
+    if seen is None or seen == app.extensions.get("dr_panel.keys_mtime"):
+        return
+    try:
+        keys = KeyRing.load(path, generate=False,
+                            strict_permissions=app.config["ENV_NAME"] == "production")
+    except KeyConfigError as err:
+        log.error("the key file changed but does not load (%s); keeping the keys in use", err)
+    else:
+        app.extensions["dr_panel.keys"] = keys
+        log.info("key file changed: keys reloaded (field keys %s, active %s)",
+                 sorted(keys.field_keys), keys.active_field_key)
+    app.extensions["dr_panel.keys_mtime"] = seen
 
 
 def _configure_logging(app: Flask) -> None:

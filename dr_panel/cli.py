@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from flask import current_app
@@ -228,9 +229,27 @@ def demo_load() -> None:
 
     if not current_app.config["ALLOW_DEMO_DATA"]:
         fail("Demo data is not allowed in this environment (DR_PANEL_ENV=production).")
-    created = load()
+    created = _load_demo_with_progress(load)
     click.echo("Loaded demo data." if created else "Demo data was already loaded.")
     _print_logins(logins_file())
+
+
+def _load_demo_with_progress(load: Any) -> bool:
+    """The demo loader with a progress bar over its notifications (stderr, so logins stay clean)."""
+    bar: Any = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = click.progressbar(length=total, label="Demo notifications", file=sys.stderr)
+            bar.__enter__()
+        bar.update(1)
+
+    try:
+        return bool(load(progress=progress))
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
 
 
 def _print_logins(path: Path) -> None:
@@ -257,7 +276,7 @@ def start(host: str, port: int) -> None:
     if app.config["ALLOW_DEMO_DATA"]:
         if not has_users:
             click.echo("First run: loading demo data...")
-            load()
+            _load_demo_with_progress(load)
         _print_logins(logins_file())
     elif not has_users:
         click.echo(

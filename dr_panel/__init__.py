@@ -62,6 +62,7 @@ def create_app(config: Config | str | None = None, **overrides: Any) -> Flask:
     )
     from dr_panel.admin.routes import bp as admin_bp
     from dr_panel.api.routes import bp as api_bp
+    from dr_panel.api.routes import tokens_bp
     from dr_panel.audit.routes import bp as audit_bp
     from dr_panel.cases.imports import bp as imports_bp
     from dr_panel.cases.routes import bp as cases_bp
@@ -75,6 +76,7 @@ def create_app(config: Config | str | None = None, **overrides: Any) -> Flask:
     app.register_blueprint(cases_bp)
     app.register_blueprint(imports_bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(tokens_bp)
     app.jinja_env.globals["app_version"] = __version__
     app.jinja_env.filters["fromjson"] = lambda text: json.loads(text) if text else {}
     return app

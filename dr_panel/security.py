@@ -21,6 +21,7 @@ from flask import (
     current_app,
     g,
     jsonify,
+    make_response,
     redirect,
     render_template,
     request,
@@ -234,7 +235,14 @@ def register_error_handlers(app: Flask) -> None:
             record_now(
                 "access.throttled", outcome=Outcome.DENIED, details={"endpoint": request.endpoint}
             )
-        return render_error(error.code or 500)
+        response = render_error(error.code or 500)
+        if error.code == 405:  # RFC 9110: say which methods are allowed
+            allow = dict(error.get_headers()).get("Allow")
+            if allow:
+                if isinstance(response, tuple):
+                    response = make_response(response)
+                response.headers["Allow"] = allow
+        return response
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> Any:

@@ -56,7 +56,16 @@ MATRIX: dict[str, Any] = {
     "cases.decide_match": frozenset({Role.COORDINATOR}),
     "cases.notify": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER, Role.AGENCY_CONTRIBUTOR}),
     # -- imports (bulk import)
+    "imports.upload": frozenset({Role.COORDINATOR}),
+    "imports.template": frozenset({Role.COORDINATOR}),
     # -- api (JSON API v1 and token pages)
+    "api.openapi": PUBLIC,
+    "api.list_cases": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER}),
+    "api.create_case": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER}),
+    "api.get_case": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER}),
+    "api_tokens.index": SIGNED_IN,
+    "api_tokens.create": SIGNED_IN,
+    "api_tokens.revoke": SIGNED_IN,
 }
 
 # Requests that end the session go last, so the walk keeps its sign-in until the end.
@@ -88,6 +97,9 @@ def test_anonymous_reaches_only_public_endpoints(app: Flask, client: Any) -> Non
         assert response.status_code < 500, (endpoint, method)
         if MATRIX[endpoint] == PUBLIC:
             assert response.status_code not in (401, 403), (endpoint, method, response.status_code)
+        elif url.startswith("/api/"):  # the API answers 401 problem details, not a redirect
+            assert response.status_code == 401, (endpoint, method, response.status_code)
+            assert response.mimetype == "application/problem+json", (endpoint, method)
         else:
             assert response.status_code == 302, (endpoint, method, response.status_code)
             assert "/login" in response.location, (endpoint, method)

@@ -91,3 +91,12 @@ def test_no_password_code_or_secret_reaches_the_logs(
     logged = caplog.text + "".join(str(r.args) for r in caplog.records)
     for secret_value in (PASSWORD, "wrong guess 123456", secret, code, "amber quarry violin 58"):
         assert secret_value not in logged
+
+
+def test_method_not_allowed_says_which_methods_are(client: Any) -> None:
+    response = client.put("/login")
+    assert response.status_code == 405
+    assert set(response.headers["Allow"].split(", ")) >= {"GET", "POST"}
+    api = client.delete("/api/v1/openapi.json")
+    assert api.status_code == 405 and "GET" in api.headers["Allow"]
+    assert api.mimetype == "application/problem+json"

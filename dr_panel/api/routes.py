@@ -1,10 +1,257 @@
-"""JSON API v1 routes (filled in by the API work)."""
+"""JSON API v1, and the pages where people manage their own API tokens.
+
+Every rule of this area reads here:
+
+=====  ====================================  ===========================================
+GET    /api/v1/openapi.json                  public (it describes, it holds no data)
+GET    /api/v1/cases                         coordinator, panel member; their areas only
+POST   /api/v1/cases                         coordinator, panel member; their areas only
+GET    /api/v1/cases/<uuid>                  coordinator, panel member; ``can_view``;
+                                             ``?reveal=1`` also ``can_reveal``, audited
+GET    /account/tokens                       signed in, in a browser: their own tokens
+POST   /account/tokens                       signed in, in a browser: create one
+POST   /account/tokens/<uuid>/revoke         signed in, in a browser: their own token only
+=====  ====================================  ===========================================
+
+The API calls the same services as the pages (``dr_panel.cases.services``) and answers every
+error as RFC 9457 problem details. A token cannot manage tokens: the token pages refuse requests
+that authenticate with one, so a leaked token cannot make itself a successor.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint
+import json
+from typing import Any
 
-from dr_panel.extensions import csrf
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from dr_panel.api import services as api
+from dr_panel.api.forms import TokenForm
+from dr_panel.api.openapi import document
+from dr_panel.auth.models import ApiToken, Role, User
+from dr_panel.cases.models import Case, Substance
+from dr_panel.cases.services import (
+    Lookups,
+    create_notification,
+    parse_notification,
+    refuse_reveal,
+    reveal,
+    visible_cases,
+)
+from dr_panel.extensions import csrf, db
+from dr_panel.forms import EmptyForm
+from dr_panel.security import deny, get_or_404, problem, public, roles, signed_in
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)  # bearer tokens, not cookies: no CSRF exposure
+
+# The token pages are ordinary pages (CSRF-protected, HTML errors) under /account; they are
+# registered with the API so that this area's rules stay in one file.
+tokens_bp = Blueprint("api_tokens", __name__, url_prefix="/account/tokens")
+
+
+case_roles = roles(Role.COORDINATOR, Role.PANEL_MEMBER)
+
+
+def me() -> User:
+    return current_user._get_current_object()  # type: ignore[no-any-return]
+
+
+def invalid(errors: dict[str, str], detail: str) -> Response:
+    return problem(400, "The request was not valid", detail, errors=errors)
+
+
+# -- the document -------------------------------------------------------------------------------
+
+
+@bp.get("/openapi.json")
+@public
+def openapi() -> Any:
+    rows = db.session.execute(select(Substance.code, Substance.is_active)).all()
+    doc = document([c for c, _ in rows], [c for c, active in rows if active])
+    # Not jsonify: its sorted keys would scramble the documented order of the fields.
+    return current_app.response_class(json.dumps(doc, indent=1), mimetype="application/json")
+
+
+# -- cases --------------------------------------------------------------------------------------
+
+
+@bp.get("/cases")
+@case_roles
+def list_cases() -> Any:
+    user = me()
+    query, errors = api.case_query(request.args, user, db.session.scalars(select(Substance.code)))
+    if query is None:
+        return invalid(errors, "Fix the parameters listed in 'errors' and ask again.")
+    page = db.paginate(
+        visible_cases(user, query.filter),
+        page=query.page,
+        per_page=query.per_page,
+        error_out=False,
+        count=True,
+    )
+    next_url = None
+    if page.has_next:
+        next_url = url_for("api.list_cases", **{**request.args.to_dict(), "page": query.page + 1})
+    return jsonify(
+        items=api.cases_json(page.items, user),
+        page=query.page,
+        per_page=query.per_page,
+        total=page.total,
+        next=next_url,
+    )
+
+
+@bp.post("/cases")
+@case_roles
+def create_case() -> Any:
+    user = me()
+    if not request.is_json:
+        return problem(
+            400,
+            "The request was not valid",
+            "Send the notification as a JSON object, with 'Content-Type: application/json'.",
+        )
+    request.max_content_length = api.BODY_MAX_BYTES
+    try:
+        body = json.loads(request.get_data(cache=False))
+    except RequestEntityTooLarge:
+        return problem(
+            413,
+            "The request is too large",
+            f"A notification is at most {api.BODY_MAX_BYTES // 1024} KiB. Nothing was saved.",
+        )
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return problem(
+            400,
+            "The request was not valid",
+            "The body is not valid JSON (UTF-8). Check the quotes, commas and brackets.",
+        )
+    if not isinstance(body, dict):
+        return problem(
+            400,
+            "The request was not valid",
+            "The body must be one JSON object, with a key for each field of the notification.",
+        )
+    data, shape_errors = api.notification_input(body)
+    notification, errors = parse_notification(data, lookups=Lookups(), allowed_areas=user.area_ids)
+    errors = {**errors, **shape_errors}
+    if errors or notification is None:
+        db.session.rollback()
+        return invalid(
+            errors, "Nothing was saved. Fix the fields listed in 'errors' and send it again."
+        )
+    try:
+        case = create_notification(notification, by=user, source="api")
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        return problem(
+            409,
+            "Please send it again",
+            "Another notification was saved at the same moment, so nothing was saved. Send "
+            "this one again.",
+        )
+    response = jsonify(api.case_json(case, api.Linked.for_cases([case], user)))
+    response.status_code = 201
+    response.headers["Location"] = url_for("api.get_case", uuid=case.uuid)
+    return response
+
+
+@bp.get("/cases/<uuid>")
+@case_roles
+def get_case(uuid: str) -> Any:
+    user = me()
+    reason, errors = api.reveal_request(request.args, request.headers)
+    if errors:
+        return invalid(errors, "Nothing was revealed. Fix what 'errors' lists and ask again.")
+    case = get_or_404(Case, uuid, need="view")
+    body = api.case_json(case, api.Linked.for_cases([case], user))
+    if reason is not None:
+        if not case.can_reveal(user):
+            refuse_reveal(case.uuid, by=user, via="api")
+            db.session.commit()
+            return problem(
+                403,
+                "You do not have access to this",
+                "Your role may see this case but not who the person is.",
+            )
+        identity = reveal(case, reason=reason, by=user, via="api")
+        db.session.commit()  # the audit entry is safe before a single identifier is sent
+        body["identifiers"] = api.identifiers_json(case, identity)
+    return jsonify(body)
+
+
+# -- token pages --------------------------------------------------------------------------------
+
+
+@tokens_bp.before_request
+def _browser_only() -> None:
+    if g.get("api_token") is not None:
+        deny(why="api token used on the token pages")
+
+
+@tokens_bp.get("")
+@signed_in
+def index() -> Any:
+    return _tokens_page(TokenForm())
+
+
+def _tokens_page(form: TokenForm) -> Any:
+    return render_template(
+        "api/tokens.html", form=form, tokens=api.tokens_of(me()), prefix=api.TOKEN_PREFIX
+    )
+
+
+@tokens_bp.post("")
+@signed_in
+def create() -> Any:
+    form = TokenForm()
+    if form.validate_on_submit():
+        try:
+            token, plaintext = api.create_token(me(), form.name.data, by=me())
+        except api.TokenError as err:
+            db.session.rollback()
+            form.name.errors = [*form.name.errors, str(err)]
+        else:
+            db.session.commit()
+            return render_template("api/token_created.html", token=token, plaintext=plaintext)
+    return _tokens_page(form)
+
+
+@tokens_bp.post("/<uuid>/revoke")
+@signed_in
+def revoke(uuid: str) -> Any:
+    token = get_or_404(ApiToken, uuid, need="edit")
+    if token.user_id != me().id:  # these pages are for one's own tokens, admins included
+        deny(status=404, object_type="api_tokens", object_uuid=token.uuid, why="record:own")
+    if not EmptyForm().validate_on_submit():
+        flash("The form had expired, so nothing was changed. Try again.", "error")
+        return redirect(url_for("api_tokens.index"))
+    try:
+        api.revoke_token(token, by=me())
+    except api.TokenError as err:
+        db.session.rollback()
+        flash(str(err), "error")
+    else:
+        db.session.commit()
+        flash(
+            f"Revoked the token '{token.name}'. Programs using it are refused from now on.",
+            "success",
+        )
+    return redirect(url_for("api_tokens.index"))

@@ -46,9 +46,10 @@ def _coordinator_items() -> list[dict[str, Any]]:
     items = []
     matches = db.session.scalar(count.where(Case.match_status == MatchStatus.SUGGESTED)) or 0
     if matches:
-        items.append({"text": f"{matches} possible match{'es' if matches != 1 else ''} to confirm or "
-                              "reject", "hint": "A new notification may be about someone already "
-                              "known.", "endpoint": "cases.list_cases"})
+        plural = "es" if matches != 1 else ""
+        items.append({"text": f"{matches} possible match{plural} to confirm or reject",
+                      "hint": "A new notification may be about someone already known.",
+                      "endpoint": "cases.list_cases"})
     new = db.session.scalar(count.where(Case.status == CaseStatus.NOTIFIED)) or 0
     if new:
         items.append({"text": f"{new} notification{'s' if new != 1 else ''} waiting for triage",

@@ -1,0 +1,439 @@
+"""API tokens, and the JSON shapes of the API.
+
+Tokens are shown once and stored only as their SHA-256 (``dr_panel.crypto.hash_token``); the
+``drp_`` prefix makes a leaked one recognisable to secret scanners and to people. The first eight
+characters after it are kept in clear so a person can tell their tokens apart: too few to use.
+
+The JSON shapes here are the whole of what the API says about a case. The pseudonymised view has
+no name, date of birth, NHS number, address, postcode or exact age; identifiers are added only by
+``revealed_json`` after ``dr_panel.cases.services.reveal`` has written its audit entry.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy import func, select
+
+from dr_panel.audit.services import record
+from dr_panel.auth.models import ApiToken, User
+from dr_panel.cases import identity as ident
+from dr_panel.cases.models import Case, CaseStatus, CaseType
+from dr_panel.cases.services import FIELDS, LABELS, CaseFilter
+from dr_panel.crypto import hash_token, new_token
+from dr_panel.dbtypes import utcnow
+from dr_panel.extensions import db
+
+TOKEN_PREFIX = "drp_"  # noqa: S105  (a marker, not a secret)
+SHOWN_CHARS = 8
+NAME_MAX = 80
+NAME_REQUIRED = "Give the token a name that says where it is used, like 'ambulance feed'."
+
+
+class TokenError(ValueError):
+    """A token request that cannot be done; the message says why and what to do."""
+
+
+# -- tokens -------------------------------------------------------------------------------------
+
+
+def clean_token_name(name: str | None) -> str:
+    text = " ".join((name or "").split())
+    if not text:
+        raise TokenError(NAME_REQUIRED)
+    if len(text) > NAME_MAX:
+        raise TokenError(f"Token names are at most {NAME_MAX} characters.")
+    if not storable(text):
+        raise TokenError("Token names cannot hold control characters: use letters and numbers.")
+    return text
+
+
+def create_token(user: User, name: str | None, *, by: User | None) -> tuple[ApiToken, str]:
+    """Make a token for ``user``. Returns it with its plaintext, which is never stored: show it
+    once. ``by`` is None for the command line."""
+    if not user.is_active:
+        raise TokenError("This account is disabled: enable it before giving it an API token.")
+    label = clean_token_name(name)
+    plaintext = TOKEN_PREFIX + new_token()
+    token = ApiToken(
+        user=user,
+        name=label,
+        token_hash=hash_token(plaintext),
+        prefix=plaintext[len(TOKEN_PREFIX) : len(TOKEN_PREFIX) + SHOWN_CHARS],
+    )
+    db.session.add(token)
+    db.session.flush()
+    record(
+        "api_token.created",
+        actor=by,
+        actor_label=None if by else "cli",
+        object_type="api_tokens",
+        object_uuid=token.uuid,
+        details={"user": str(user.uuid), "name": label, "prefix": token.prefix},
+    )
+    return token, plaintext
+
+
+def revoke_token(token: ApiToken, *, by: User | None) -> None:
+    """Revoke at once: the next request with it answers 401."""
+    if token.revoked_at is not None:
+        raise TokenError("This token was already revoked.")
+    token.revoked_at = utcnow()
+    record(
+        "api_token.revoked",
+        actor=by,
+        actor_label=None if by else "cli",
+        object_type="api_tokens",
+        object_uuid=token.uuid,
+        details={"user": str(token.user.uuid), "prefix": token.prefix},
+    )
+
+
+def tokens_of(user: User) -> list[ApiToken]:
+    """A person's tokens: live ones first, newest first."""
+    return list(
+        db.session.scalars(
+            select(ApiToken)
+            .where(ApiToken.user_id == user.id)
+            .order_by(ApiToken.revoked_at.is_not(None), ApiToken.created_at.desc(), ApiToken.id)
+        )
+    )
+
+
+def find_token(user: User, prefix: str) -> ApiToken:
+    """The one live token of ``user`` whose shown characters are ``prefix`` (with or without
+    ``drp_``), else a TokenError saying what to do."""
+    shown = prefix.strip()
+    if shown.startswith(TOKEN_PREFIX):
+        shown = shown[len(TOKEN_PREFIX) :]
+    shown = shown[:SHOWN_CHARS]
+    if len(shown) < SHOWN_CHARS:
+        raise TokenError(
+            f"Give the first {SHOWN_CHARS} characters after '{TOKEN_PREFIX}', as "
+            "'dr-panel tokens list' shows them."
+        )
+    live = [t for t in tokens_of(user) if t.prefix == shown and t.revoked_at is None]
+    if not live:
+        raise TokenError("This account has no live token starting with those characters.")
+    if len(live) > 1:
+        raise TokenError(
+            "More than one live token starts with those characters: revoke it on the web page."
+        )
+    return live[0]
+
+
+# -- JSON shapes --------------------------------------------------------------------------------
+
+
+def _value(member: Any) -> Any:
+    return member.value if member is not None else None
+
+
+@dataclass(frozen=True)
+class Linked:
+    """How many other cases of each person the user can see (never those they cannot)."""
+
+    counts: Mapping[int, int]
+
+    @classmethod
+    def for_cases(cls, cases: Sequence[Case], user: User) -> Linked:
+        person_ids = {c.person_id for c in cases}
+        if not person_ids:
+            return cls({})
+        rows = db.session.execute(
+            select(Case.person_id, func.count())
+            .where(Case.person_id.in_(person_ids), Case.area_id.in_(user.area_ids or {-1}))
+            .group_by(Case.person_id)
+        )
+        return cls({pid: n for pid, n in rows})
+
+    def other_cases(self, case: Case) -> int:
+        return max(self.counts.get(case.person_id, 1) - 1, 0)
+
+
+def case_json(case: Case, linked: Linked) -> dict[str, Any]:
+    """The pseudonymised case: nothing that names or locates the person more than a district."""
+    return {
+        "uuid": str(case.uuid),
+        "reference": case.reference,
+        "case_type": case.case_type.value,
+        "status": case.status.value,
+        "area": {"code": case.area.ons_code, "name": case.area.name},
+        "notifying_agency": case.notifying_agency.code if case.notifying_agency else None,
+        "notified_on": case.notified_on.isoformat(),
+        "event_date": case.event_date.isoformat(),
+        "event_time": case.event_time.strftime("%H:%M") if case.event_time else None,
+        "date_is_found": case.date_is_found,
+        "setting": case.setting.value,
+        "substances": [s.code for s in case.substances],
+        "route": case.route.value,
+        "naloxone_given": case.naloxone_given.value,
+        "naloxone_by": _value(case.naloxone_by),
+        "naloxone_doses": case.naloxone_doses,
+        "nfo_outcome": _value(case.nfo_outcome),
+        "treatment_status": case.treatment_status.value,
+        "recent_prison_release": case.recent_prison_release.value,
+        "housing_status": case.housing_status.value,
+        "children_in_household": case.children_in_household.value,
+        "previous_overdoses": case.previous_overdoses,
+        "toxicology": _value(case.toxicology),
+        "coroner_stage": _value(case.coroner_stage),
+        "age_band": case.age_band,
+        "postcode_district": case.postcode_district,
+        "match_status": case.match_status.value,
+        "person": str(case.person.uuid),
+        "linked_cases": linked.other_cases(case),
+    }
+
+
+def identifiers_json(case: Case, identity: ident.Identity) -> dict[str, Any]:
+    return {
+        "full_name": identity.full_name,
+        "date_of_birth": identity.dob.isoformat() if identity.dob else None,
+        "nhs_number": identity.nhs_number,
+        "address": identity.address,
+        "postcode": identity.postcode,
+        "sex": case.person.sex.value,
+    }
+
+
+def cases_json(cases: Iterable[Case], user: User) -> list[dict[str, Any]]:
+    items = list(cases)
+    linked = Linked.for_cases(items, user)
+    return [case_json(c, linked) for c in items]
+
+
+# -- input --------------------------------------------------------------------------------------
+#
+# The API checks only the JSON *types* of a notification (so an object can never pass as a name);
+# every value is then judged by ``dr_panel.cases.services.parse_notification``, the one validator
+# for every door. The OpenAPI document is built from the constants below, so it cannot drift.
+
+STRING_MAX = 500  # any string in a notification; the parser then applies each field's own limit
+LIST_MAX = 30
+BODY_INTEGERS: dict[str, tuple[int, int]] = {
+    # The ranges parse_notification enforces (tests/api check both ends).
+    "naloxone_doses": (1, 20),
+    "previous_overdoses": (0, 500),
+}
+BODY_BOOLEANS = {"date_is_found"}
+BODY_LISTS = {"substances"}
+BODY_DATES = {"notified_on", "event_date", "date_of_birth"}
+BODY_MAX_BYTES = 64 * 1024
+
+PAGE_MAX = 100_000
+PER_PAGE_DEFAULT = 50
+PER_PAGE_MAX = 200
+QUERY_PARAMS = ("type", "area", "status", "since", "until", "substance", "page", "per_page")
+REVEAL_PARAMS = ("reveal", "reason")
+REASON_HEADER = "X-Reveal-Reason"
+REASON_MAX = 500
+
+
+def storable(text: str, *, newlines: bool = False) -> bool:
+    """No NUL or other control characters (PostgreSQL text refuses NUL), no lone surrogates
+    (they cannot be encoded to UTF-8, so cannot be encrypted or stored)."""
+    allowed = "\t\n\r" if newlines else "\t"
+    return not any(
+        (unicodedata.category(ch) == "Cc" and ch not in allowed) or "\ud800" <= ch <= "\udfff"
+        for ch in text
+    )
+
+
+def _label(key: str) -> str:
+    return LABELS.get(key, key)
+
+
+def notification_input(body: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    """A JSON notification as the strings (and lists) ``parse_notification`` reads, with a message
+    for every key that is unknown or of the wrong JSON type. ``null`` means blank."""
+    data: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for key in body:
+        if key not in FIELDS:
+            errors[key] = (
+                "Unknown field: not accepted. Use only the fields of a notification listed in "
+                "/api/v1/openapi.json."
+            )
+    for key in FIELDS:
+        if key not in body or body[key] is None:
+            continue
+        value = body[key]
+        label = _label(key)
+        if key in BODY_INTEGERS:
+            if isinstance(value, bool) or not isinstance(value, int):
+                lo, hi = BODY_INTEGERS[key]
+                errors[key] = f"{label}: give a whole number from {lo} to {hi}, or null."
+            else:
+                data[key] = str(value)
+        elif key in BODY_BOOLEANS:
+            if not isinstance(value, bool):
+                errors[key] = f"{label}: give true or false."
+            else:
+                data[key] = "yes" if value else "no"
+        elif key in BODY_LISTS and isinstance(value, list):
+            if len(value) > LIST_MAX or not all(
+                isinstance(v, str) and len(v) <= STRING_MAX and storable(v) for v in value
+            ):
+                errors[key] = (
+                    f"{label}: give a list of at most {LIST_MAX} substance codes (strings), "
+                    "or one string of codes separated by commas."
+                )
+            else:
+                data[key] = value
+        elif not isinstance(value, str):
+            errors[key] = f"{label}: give a string (text in double quotes), or null."
+        elif len(value) > STRING_MAX:
+            errors[key] = f"{label}: at most {STRING_MAX} characters."
+        elif not storable(value, newlines=key == "address"):
+            errors[key] = f"{label}: remove the control or invalid characters."
+        else:
+            data[key] = value
+    return data, errors
+
+
+@dataclass(frozen=True)
+class CaseQuery:
+    filter: CaseFilter
+    page: int
+    per_page: int
+
+
+def _one(args: Any, name: str, errors: dict[str, str]) -> str | None:
+    values = args.getlist(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        errors[name] = f"Give {name} once."
+        return None
+    return str(values[0])
+
+
+def _whole(
+    raw: str | None, name: str, lo: int, hi: int, default: int, errors: dict[str, str]
+) -> int:
+    if raw is None:
+        return default
+    if raw.isascii() and raw.isdigit() and len(raw) <= 7 and lo <= int(raw) <= hi:
+        return int(raw)
+    errors[name] = f"{name}: give a whole number from {lo} to {hi}."
+    return default
+
+
+def iso_date(raw: str) -> date | None:
+    """A calendar date written YYYY-MM-DD, exactly (RFC 3339 full-date), or None."""
+    if len(raw) != 10 or not raw.isascii() or raw[4] != "-" or raw[7] != "-":
+        return None
+    if not (raw[:4] + raw[5:7] + raw[8:]).isdigit():
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        return None
+
+
+def case_query(
+    args: Any, user: User, substance_codes: Iterable[str]
+) -> tuple[CaseQuery | None, dict[str, str]]:
+    """The list filters, each checked: an unknown name or value is refused, never ignored."""
+    errors: dict[str, str] = {}
+    for name in args:
+        if name not in QUERY_PARAMS:
+            errors[name] = (
+                f"Unknown parameter: use {', '.join(QUERY_PARAMS[:-1])} or {QUERY_PARAMS[-1]}."
+            )
+    case_type = status = None
+    if (raw := _one(args, "type", errors)) is not None:
+        if raw in {m.value for m in CaseType}:
+            case_type = CaseType(raw)
+        else:
+            errors["type"] = "type: use one of " + ", ".join(m.value for m in CaseType) + "."
+    if (raw := _one(args, "status", errors)) is not None:
+        if raw in {m.value for m in CaseStatus}:
+            status = CaseStatus(raw)
+        else:
+            errors["status"] = "status: use one of " + ", ".join(m.value for m in CaseStatus) + "."
+    area = _one(args, "area", errors)
+    mine = sorted(a.ons_code for a in user.areas)
+    if area is not None and area not in mine:
+        errors["area"] = (
+            "area: not one of your areas. Use the ONS code of an area you work in: "
+            + (", ".join(mine) or "you have none")
+            + "."
+        )
+    substance = _one(args, "substance", errors)
+    if substance is not None and substance not in set(substance_codes):
+        errors["substance"] = "substance: unknown code. Use a code from the list in openapi.json."
+    dates = {}
+    for name in ("since", "until"):
+        raw = _one(args, name, errors)
+        if raw is not None:
+            dates[name] = iso_date(raw)
+            if dates[name] is None:
+                errors[name] = f"{name}: write the date as YYYY-MM-DD, like 2026-03-14."
+    if dates.get("since") and dates.get("until") and dates["since"] > dates["until"]:
+        errors["until"] = "until is before since: check both dates."
+    page = _whole(_one(args, "page", errors), "page", 1, PAGE_MAX, 1, errors)
+    per_page = _whole(
+        _one(args, "per_page", errors), "per_page", 1, PER_PAGE_MAX, PER_PAGE_DEFAULT, errors
+    )
+    if errors:
+        return None, errors
+    return (
+        CaseQuery(
+            CaseFilter(
+                case_type=case_type,
+                area_code=area,
+                status=status,
+                since=dates.get("since"),
+                until=dates.get("until"),
+                substance=substance,
+            ),
+            page,
+            per_page,
+        ),
+        {},
+    )
+
+
+def reveal_request(args: Any, headers: Any) -> tuple[str | None, dict[str, str]]:
+    """``reveal=1`` with a reason (query ``reason`` or the ``X-Reveal-Reason`` header) asks for the
+    identifiers. Returns the reason, None for the pseudonymised view, or the messages."""
+    errors: dict[str, str] = {}
+    for name in args:
+        if name not in REVEAL_PARAMS:
+            errors[name] = (
+                f"Unknown parameter: use reveal and reason (or the {REASON_HEADER} header)."
+            )
+    reveal = _one(args, "reveal", errors)
+    if reveal is not None and reveal not in {"0", "1"}:
+        errors["reveal"] = "reveal: give 1 to reveal the identifiers (with a reason), or 0."
+    in_query = _one(args, "reason", errors)
+    in_header = headers.get(REASON_HEADER)
+    if in_header is not None:
+        try:  # WSGI hands headers over as latin-1; a client sending UTF-8 meant UTF-8
+            in_header = in_header.encode("latin-1").decode("utf-8")
+        except UnicodeError:
+            pass
+    if in_query is not None and in_header is not None:
+        errors["reason"] = f"Give the reason once: in the {REASON_HEADER} header or the query."
+    reason = in_header if in_header is not None else in_query
+    if reason is not None and len(reason) > REASON_MAX:
+        errors["reason"] = f"reason: at most {REASON_MAX} characters."
+    elif reason is not None and not storable(reason):
+        errors["reason"] = "reason: remove the control or invalid characters."
+    if reveal == "1" and not (reason or "").strip() and "reason" not in errors:
+        errors["reason"] = (
+            "Say why you need to see who this person is (for example 'preparing the panel "
+            f"review'), in the {REASON_HEADER} header or the reason parameter. Do not put "
+            "names or other identifiers in it."
+        )
+    if reveal != "1" and reason is not None and "reason" not in errors and "reveal" not in errors:
+        errors["reveal"] = "A reason was given without reveal=1: add reveal=1 to see identifiers."
+    if errors:
+        return None, errors
+    return (reason.strip() if reveal == "1" and reason else None), {}

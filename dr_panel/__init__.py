@@ -78,6 +78,13 @@ def create_app(config: Config | str | None = None, **overrides: Any) -> Flask:
     app.register_blueprint(api_bp)
     app.register_blueprint(tokens_bp)
     app.jinja_env.globals["app_version"] = __version__
+
+    @app.context_processor
+    def _today() -> dict[str, Any]:
+        from dr_panel.dbtypes import utcnow
+
+        return {"today": utcnow().date()}
+
     app.jinja_env.filters["fromjson"] = lambda text: json.loads(text) if text else {}
     return app
 

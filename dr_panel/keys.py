@@ -77,6 +77,7 @@ ENCRYPTED_COLUMNS: tuple[EncryptedColumn, ...] = (
     EncryptedColumn("persons", "address_enc"),
     EncryptedColumn("persons", "postcode_enc"),
     EncryptedColumn("users", "totp_secret_enc", aad_column="totp_secret"),
+    EncryptedColumn("case_events", "reason_enc"),
 )
 
 

@@ -54,6 +54,7 @@ MATRIX: dict[str, Any] = {
     "cases.new_case": frozenset({Role.COORDINATOR}),
     "cases.edit_case": frozenset({Role.COORDINATOR}),
     "cases.decide_match": frozenset({Role.COORDINATOR}),
+    "cases.move_case": frozenset({Role.COORDINATOR}),
     "cases.notify": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER, Role.AGENCY_CONTRIBUTOR}),
     # -- imports (bulk import)
     "imports.upload": frozenset({Role.COORDINATOR}),

@@ -7,9 +7,16 @@ from __future__ import annotations
 from typing import Any
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, HiddenField, StringField, SubmitField, TextAreaField
+from wtforms import (
+    BooleanField,
+    DateField,
+    HiddenField,
+    StringField,
+    SubmitField,
+    TextAreaField,
+)
 from wtforms import SelectChoice as Opt
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, Length, Optional
 
 from dr_panel.cases.models import Substance
 from dr_panel.cases.services import ENUMS, LABELS
@@ -177,3 +184,29 @@ class RevealForm(FlaskForm):
         render_kw={"rows": 2},
     )
     submit = SubmitField("Show who this is")
+
+
+class WorkflowForm(FlaskForm):
+    """The next step for a case; which fields matter depends on the step (workflow.TRANSITIONS)."""
+
+    transition = ChoiceField(
+        "Next step", validate_choice=False, validators=[DataRequired("Choose the next step.")]
+    )
+    reason = TextAreaField(
+        "Why",
+        description="Needed for no review, reopening and sending back. "
+        "Stored encrypted; shown on the case's timeline.",
+        render_kw={"rows": 2},
+    )
+    expected_on = DateField(
+        "Expected date",
+        validators=[Optional()],
+        description="For awaiting toxicology or an inquest.",
+    )
+    duplicate_of = StringField(
+        "Reference of the case to keep",
+        description="For duplicates, like NFO-2026-0012.",
+        render_kw={"autocomplete": "off"},
+    )
+    version = HiddenField()
+    submit = SubmitField("Move the case")

@@ -57,7 +57,18 @@ class CaseType(Labelled):
 
 
 class CaseStatus(Labelled):
+    """Where a case is in the panel's work; the allowed moves are in dr_panel.cases.workflow."""
+
     NOTIFIED = "notified"
+    INFORMATION_GATHERING = "information_gathering"
+    READY_FOR_PANEL = "ready_for_panel"
+    REVIEWED = "reviewed"
+    ACTIONS_IN_PROGRESS = "actions_in_progress"
+    CLOSED = "closed"
+    NO_REVIEW = "no_review"
+    DUPLICATE = "duplicate"
+    AWAITING_TOXICOLOGY = "awaiting_toxicology"
+    AWAITING_INQUEST = "awaiting_inquest"
 
 
 class Setting(Labelled):
@@ -154,6 +165,9 @@ class MatchStatus(Labelled):
 
 
 LABELS: dict[Any, str] = {
+    CaseStatus.NOTIFIED: "Notified: waiting for triage",
+    CaseStatus.NO_REVIEW: "No review needed",
+    CaseStatus.DUPLICATE: "Duplicate (merged)",
     CaseType.DEATH: "Suspected drug-related death",
     CaseType.NFO: "Non-fatal overdose",
     Setting.HOSTEL: "Hostel / supported housing",
@@ -292,11 +306,18 @@ class Case(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
     version: Mapped[int] = mapped_column(Integer, default=1, nullable=False)
+    # Set while the case waits for toxicology or an inquest, and when merged as a duplicate.
+    awaiting_until: Mapped[date | None] = mapped_column(Date)
+    duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
 
     area: Mapped[Area] = relationship(lazy="joined")
     notifying_agency: Mapped[Agency | None] = relationship(lazy="joined")
     person: Mapped[Person] = relationship(back_populates="cases", foreign_keys=[person_id])
     suggested_person: Mapped[Person | None] = relationship(foreign_keys=[suggested_person_id])
+    duplicate_of: Mapped[Case | None] = relationship(remote_side="Case.id",
+                                                     foreign_keys=[duplicate_of_id])
+    events: Mapped[list[CaseEvent]] = relationship(
+        back_populates="case", order_by="CaseEvent.occurred_at", cascade="all, delete-orphan")
     substances: Mapped[list[Substance]] = relationship(
         secondary=case_substances, lazy="selectin", order_by=Substance.name
     )
@@ -322,3 +343,27 @@ class Case(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
 
     def can_edit(self, user: Any) -> bool:
         return user.role == "coordinator" and self.area_id in user.area_ids
+
+
+class CaseEvent(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
+    """One step in a case's life (a status change, with who, when and why), for its timeline.
+    The reason is free text, so it is encrypted like the identifiers."""
+
+    __tablename__ = "case_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), nullable=False,
+                                         index=True)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    transition: Mapped[str] = mapped_column(String(40), nullable=False)
+    from_status: Mapped[CaseStatus] = mapped_column(str_enum(CaseStatus, 30), nullable=False)
+    to_status: Mapped[CaseStatus] = mapped_column(str_enum(CaseStatus, 30), nullable=False)
+    reason_enc: Mapped[str | None] = mapped_column(Text)
+    expected_on: Mapped[date | None] = mapped_column(Date)
+
+    case: Mapped[Case] = relationship(back_populates="events")
+    actor: Mapped[Any] = relationship("User", lazy="joined")
+
+    def __repr__(self) -> str:
+        return f"<CaseEvent {self.transition} {self.from_status.value}->{self.to_status.value}>"

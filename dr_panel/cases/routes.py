@@ -13,8 +13,8 @@ from wtforms import SelectChoice as Opt
 from wtforms.validators import Optional
 
 from dr_panel.auth.models import Role, User
-from dr_panel.cases import services
-from dr_panel.cases.forms import RevealForm, form_values, notification_form
+from dr_panel.cases import services, workflow
+from dr_panel.cases.forms import RevealForm, WorkflowForm, form_values, notification_form
 from dr_panel.cases.models import Case, CaseStatus, CaseType, MatchStatus, Person
 from dr_panel.extensions import db
 from dr_panel.forms import ChoiceField, EmptyForm, GetForm
@@ -149,17 +149,25 @@ def _render_case(
     identity: Any = None,
     suggested_identity: Any = None,
     reveal_form: Any = None,
+    workflow_form: Any = None,
     status: int = 200,
 ) -> Any:
     events = db.session.scalars(
         select(Case).where(Case.person_id == case.person_id).order_by(Case.event_date, Case.id)
     ).all()
+    steps = workflow.available(case, me())
+    form = workflow_form or WorkflowForm(formdata=None, version=str(case.version))
+    form.transition.choices = [Opt("", "Choose")] + [Opt(t.name, t.label) for t in steps]
+    timeline = [(e, workflow.reason_of(e)) for e in case.events]
     return render_template(
         "cases/view.html",
         case=case,
         events=events,
         identity=identity,
         suggested_identity=suggested_identity,
+        steps=steps,
+        workflow_form=form,
+        timeline=timeline,
         reveal_form=reveal_form or RevealForm(),
         actions=EmptyForm(),
     ), status
@@ -188,6 +196,37 @@ def reveal_case(uuid: str) -> Any:
     )
     db.session.commit()
     return _render_case(case, identity=who, suggested_identity=suggested, reveal_form=form)
+
+
+@bp.route("/cases/<uuid>/transition", methods=["POST"])
+@COORDINATORS
+def move_case(uuid: str) -> Any:
+    case = get_or_404(Case, uuid, need="edit")
+    form = WorkflowForm()
+    if form.validate_on_submit():
+        try:
+            version = int(form.version.data) if (form.version.data or "").isdigit() else None
+            event = workflow.move(
+                case,
+                form.transition.data,
+                by=me(),
+                reason=form.reason.data,
+                expected_on=form.expected_on.data,
+                duplicate_of_reference=form.duplicate_of.data,
+                expected_version=version,
+            )
+        except workflow.WorkflowError as err:
+            db.session.rollback()
+            db.session.refresh(case)
+            field = err.field if err.field in form else "transition"
+            form[field].errors = [*form[field].errors, str(err)]
+            return _render_case(
+                case, workflow_form=form, status=409 if isinstance(err, workflow.StaleCase) else 400
+            )
+        db.session.commit()
+        flash(f"{case.reference} is now “{event.to_status.label}”.", "success")
+        return redirect(url_for("cases.view_case", uuid=case.uuid))
+    return _render_case(case, workflow_form=form, status=400)
 
 
 @bp.route("/cases/<uuid>/match", methods=["POST"])

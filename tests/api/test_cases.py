@@ -277,7 +277,7 @@ def test_list_filters(client: Any, create_user: Any, bearer: Any, create_case: A
     [
         ("type=wizard", "type"),
         ("type=NFO", "type"),
-        ("status=closed", "status"),
+        ("status=finished", "status"),
         ("area=E06000008", "area"),  # exists, but not theirs
         ("area=nowhere", "area"),
         ("since=notadate", "since"),

@@ -78,6 +78,11 @@ ENCRYPTED_COLUMNS: tuple[EncryptedColumn, ...] = (
     EncryptedColumn("persons", "postcode_enc"),
     EncryptedColumn("users", "totp_secret_enc", aad_column="totp_secret"),
     EncryptedColumn("case_events", "reason_enc"),
+    EncryptedColumn("info_requests", "note_enc"),
+    EncryptedColumn("info_requests", "risks_enc"),
+    EncryptedColumn("info_requests", "services_enc"),
+    EncryptedColumn("info_requests", "safeguarding_enc"),
+    EncryptedColumn("info_requests", "chronology_enc"),
 )
 
 

@@ -3,8 +3,12 @@
 from dr_panel.audit.models import AuditEntry, Outcome
 from dr_panel.auth.models import ApiToken, Role, User, UserSession, user_areas
 from dr_panel.cases.models import Case, CaseEvent, Person, Substance, case_substances
+from dr_panel.mail.models import OutboxMessage
 from dr_panel.reference.models import Agency, Area, Sector
+from dr_panel.reviews.models import InfoRequest
 
-__all__ = ["Agency", "ApiToken", "Area", "AuditEntry", "Case", "CaseEvent", "Outcome", "Person",
-           "Role",
-           "Sector", "Substance", "User", "UserSession", "case_substances", "user_areas"]
+__all__ = [
+    "Agency", "ApiToken", "Area", "AuditEntry", "Case", "CaseEvent", "InfoRequest", "Outcome",
+    "OutboxMessage", "Person", "Role", "Sector", "Substance", "User", "UserSession",
+    "case_substances", "user_areas",
+]

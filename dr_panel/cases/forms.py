@@ -192,7 +192,7 @@ class WorkflowForm(FlaskForm):
     transition = ChoiceField(
         "Next step", validate_choice=False, validators=[DataRequired("Choose the next step.")]
     )
-    reason = TextAreaField(
+    why = TextAreaField(
         "Why",
         description="Needed for no review, reopening and sending back. "
         "Stored encrypted; shown on the case's timeline.",

@@ -165,7 +165,12 @@ class MatchStatus(Labelled):
 
 
 LABELS: dict[Any, str] = {
-    CaseStatus.NOTIFIED: "Notified: waiting for triage",
+    CaseStatus.NOTIFIED: "Notified, waiting for triage",
+    MatchStatus.NONE: "Not linked to any earlier event",
+    MatchStatus.LINKED: "Linked automatically to earlier events (same NHS number and date of birth)",
+    MatchStatus.SUGGESTED: "A possible match waits for a coordinator",
+    MatchStatus.CONFIRMED: "Linked to earlier events by a coordinator",
+    MatchStatus.REJECTED: "A possible match was rejected by a coordinator",
     CaseStatus.NO_REVIEW: "No review needed",
     CaseStatus.DUPLICATE: "Duplicate (merged)",
     CaseType.DEATH: "Suspected drug-related death",

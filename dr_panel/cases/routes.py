@@ -210,7 +210,7 @@ def move_case(uuid: str) -> Any:
                 case,
                 form.transition.data,
                 by=me(),
-                reason=form.reason.data,
+                reason=form.why.data,
                 expected_on=form.expected_on.data,
                 duplicate_of_reference=form.duplicate_of.data,
                 expected_version=version,

@@ -250,8 +250,8 @@ def parse_notification(
     for key in REQUIRED:
         if not raw[key]:
             errors[key] = {
-                "case_type": "Choose the type: death or nfo (non-fatal overdose).",
-                "area": "Choose the area (its ONS code, like E06000009).",
+                "case_type": "Choose the type of event: a death or a non-fatal overdose (in a file: death or nfo).",
+                "area": "Choose the area (in a file: its ONS code, like E06000009).",
                 "event_date": "Enter the date of the event (or the date found), like 2026-03-14.",
                 "setting": "Choose where it happened.",
                 "full_name": "Enter the person's full name, as far as it is known.",

@@ -174,9 +174,9 @@ def move(
         raise WorkflowError(f"“{t.label}” is for deaths only.")
     reason = (reason or "").strip() or None
     if t.needs_reason and not reason:
-        raise WorkflowError(f"Say why, for “{t.label}”.", "reason")
+        raise WorkflowError(f"Say why, for “{t.label}”.", "why")
     if reason and len(reason) > 2000:
-        raise WorkflowError("Keep the reason to 2,000 characters.", "reason")
+        raise WorkflowError("Keep the reason to 2,000 characters.", "why")
     if t.needs_date:
         if expected_on is None:
             raise WorkflowError(
@@ -221,12 +221,14 @@ def _duplicate_target(case: Case, reference: str | None, by: Any) -> Case:
         raise WorkflowError(
             "Give the reference of the case to keep, like NFO-2026-0012.", "duplicate_of"
         )
+    # References are unique per area, and a duplicate notification is of the same event,
+    # so the case to keep is looked up in this case's own area.
     target = db.session.scalar(
-        select(Case).where(Case.reference == reference, Case.area_id.in_(by.area_ids or {-1}))
+        select(Case).where(Case.reference == reference, Case.area_id == case.area_id)
     )
     if target is None or not target.can_view(by):
         raise WorkflowError(
-            f"No case {reference} in your areas. Check the reference.", "duplicate_of"
+            f"No case {reference} in {case.area.name}. Check the reference.", "duplicate_of"
         )
     if target.id == case.id:
         raise WorkflowError("A case cannot be a duplicate of itself.", "duplicate_of")

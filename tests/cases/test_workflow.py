@@ -92,10 +92,10 @@ def test_steps_that_need_a_reason_a_date_or_a_case_say_so(coordinator: Any) -> N
     case = a_death(coordinator)
     with pytest.raises(workflow.WorkflowError, match="Say why") as err:
         workflow.move(case, "no_review", by=coordinator, reason="   ")
-    assert err.value.field == "reason"
+    assert err.value.field == "why"
     with pytest.raises(workflow.WorkflowError, match="Give the reference") as err:
         workflow.move(case, "duplicate", by=coordinator)
-    with pytest.raises(workflow.WorkflowError, match="No case NFO-2026-9999 in your areas"):
+    with pytest.raises(workflow.WorkflowError, match="No case NFO-2026-9999 in Blackpool"):
         workflow.move(case, "duplicate", by=coordinator, duplicate_of_reference="nfo-2026-9999")
     with pytest.raises(workflow.WorkflowError, match="cannot be a duplicate of itself"):
         workflow.move(case, "duplicate", by=coordinator, duplicate_of_reference=case.reference)
@@ -118,7 +118,7 @@ def test_a_month_of_work_on_the_case_page_with_its_timeline(
     case = a_death(coordinator)
     login(client, coordinator)
     page = client.get(f"/cases/{case.uuid}").get_data(as_text=True)
-    assert "Status: Notified: waiting for triage" in page and "Review at panel" in page
+    assert "Status: Notified, waiting for triage" in page and "Review at panel" in page
 
     def move(**data: Any) -> Any:
         version = db.session.get(Case, case.id).version
@@ -135,7 +135,7 @@ def test_a_month_of_work_on_the_case_page_with_its_timeline(
     assert refused.status_code == 400 and "cannot move to" in refused.get_data(as_text=True)
     assert move(transition="reviewed").status_code == 302
     assert move(transition="close").status_code == 302
-    assert move(transition="reopen", reason="Inquest found new evidence").status_code == 302
+    assert move(transition="reopen", why="Inquest found new evidence").status_code == 302
     page = client.get(f"/cases/{case.uuid}").get_data(as_text=True)
     assert "Status: Information gathering" in page
     assert "Why: Inquest found new evidence" in page
@@ -169,7 +169,7 @@ def test_a_stale_step_is_refused(app: Any, coordinator: Any, login: Any) -> None
     )
     response = second.post(
         f"/cases/{case.uuid}/transition",
-        data={"transition": "no_review", "reason": "Out of scope here", "version": version},
+        data={"transition": "no_review", "why": "Out of scope here", "version": version},
     )
     assert response.status_code == 409
     assert "Someone else changed this case" in response.get_data(as_text=True)

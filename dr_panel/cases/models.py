@@ -167,7 +167,9 @@ class MatchStatus(Labelled):
 LABELS: dict[Any, str] = {
     CaseStatus.NOTIFIED: "Notified, waiting for triage",
     MatchStatus.NONE: "Not linked to any earlier event",
-    MatchStatus.LINKED: "Linked automatically to earlier events (same NHS number and date of birth)",
+    MatchStatus.LINKED: (
+        "Linked automatically to earlier events (same NHS number and date of birth)"
+    ),
     MatchStatus.SUGGESTED: "A possible match waits for a coordinator",
     MatchStatus.CONFIRMED: "Linked to earlier events by a coordinator",
     MatchStatus.REJECTED: "A possible match was rejected by a coordinator",
@@ -319,10 +321,12 @@ class Case(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
     notifying_agency: Mapped[Agency | None] = relationship(lazy="joined")
     person: Mapped[Person] = relationship(back_populates="cases", foreign_keys=[person_id])
     suggested_person: Mapped[Person | None] = relationship(foreign_keys=[suggested_person_id])
-    duplicate_of: Mapped[Case | None] = relationship(remote_side="Case.id",
-                                                     foreign_keys=[duplicate_of_id])
+    duplicate_of: Mapped[Case | None] = relationship(
+        remote_side="Case.id", foreign_keys=[duplicate_of_id]
+    )
     events: Mapped[list[CaseEvent]] = relationship(
-        back_populates="case", order_by="CaseEvent.occurred_at", cascade="all, delete-orphan")
+        back_populates="case", order_by="CaseEvent.occurred_at", cascade="all, delete-orphan"
+    )
     substances: Mapped[list[Substance]] = relationship(
         secondary=case_substances, lazy="selectin", order_by=Substance.name
     )
@@ -357,8 +361,9 @@ class CaseEvent(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
     __tablename__ = "case_events"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), nullable=False,
-                                         index=True)
+    case_id: Mapped[int] = mapped_column(
+        ForeignKey("cases.id", ondelete="CASCADE"), nullable=False, index=True
+    )
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     transition: Mapped[str] = mapped_column(String(40), nullable=False)

@@ -250,7 +250,10 @@ def parse_notification(
     for key in REQUIRED:
         if not raw[key]:
             errors[key] = {
-                "case_type": "Choose the type of event: a death or a non-fatal overdose (in a file: death or nfo).",
+                "case_type": (
+                    "Choose the type of event: a death or a non-fatal overdose "
+                    "(in a file: death or nfo)."
+                ),
                 "area": "Choose the area (in a file: its ONS code, like E06000009).",
                 "event_date": "Enter the date of the event (or the date found), like 2026-03-14.",
                 "setting": "Choose where it happened.",

@@ -49,8 +49,11 @@ def after_heading(page: Page, heading: str) -> Locator:
 
 def summary_value(page: Page, term: str) -> Locator:
     """The value shown next to a term in a summary list ("Age band" -> "35-44")."""
-    return page.get_by_role("main").locator("dt", has_text=re.compile(f"^{re.escape(term)}$")
-                                            ).locator("xpath=following-sibling::dd[1]")
+    return (
+        page.get_by_role("main")
+        .locator("dt", has_text=re.compile(f"^{re.escape(term)}$"))
+        .locator("xpath=following-sibling::dd[1]")
+    )
 
 
 def nav_link(page: Page, name: str) -> Locator:
@@ -60,19 +63,35 @@ def nav_link(page: Page, name: str) -> Locator:
 def expect_anonymous(page: Page) -> None:
     """Nothing on the page says who the person is."""
     body = page.locator("body")
-    for text in ("Siân", "Sian", "O'Brien", "O'BRIEN", NHS, NHS.replace(" ", ""), "FY1 3AB",
-                 "1988"):
+    for text in (
+        "Siân",
+        "Sian",
+        "O'Brien",
+        "O'BRIEN",
+        NHS,
+        NHS.replace(" ", ""),
+        "FY1 3AB",
+        "1988",
+    ):
         expect(body).not_to_contain_text(text)
     expect(page.get_by_role("heading", name="Who this is", exact=True)).to_have_count(0)
 
 
-def fill_notification(page: Page, *, case_type: str = "Non-fatal overdose",
-                      area: str = BLACKPOOL, event_date: str | None = None,
-                      setting: str = "Street / public place",
-                      substances: tuple[str, ...] = ("Heroin",), naloxone: bool = False,
-                      outcome: str | None = "Conveyed to hospital", name: str = NAME,
-                      dob: str | None = DOB, nhs: str | None = NHS,
-                      postcode: str | None = None) -> None:
+def fill_notification(
+    page: Page,
+    *,
+    case_type: str = "Non-fatal overdose",
+    area: str = BLACKPOOL,
+    event_date: str | None = None,
+    setting: str = "Street / public place",
+    substances: tuple[str, ...] = ("Heroin",),
+    naloxone: bool = False,
+    outcome: str | None = "Conveyed to hospital",
+    name: str = NAME,
+    dob: str | None = DOB,
+    nhs: str | None = NHS,
+    postcode: str | None = None,
+) -> None:
     """Fill in the notification form (full or short) as a person would."""
     page.get_by_label("Type", exact=True).select_option(label=case_type)
     page.get_by_label("Area", exact=True).select_option(label=area)
@@ -115,7 +134,8 @@ def coordinator(live: LiveApp) -> Person:
 
 @pytest.mark.browser
 def test_coordinator_records_an_overdose_and_sees_who_it_is_only_with_a_reason(
-        serve: Callable[..., LiveApp], pages: Pages) -> None:
+    serve: Callable[..., LiveApp], pages: Pages
+) -> None:
     live = serve()
     dana = coordinator(live)
     page = pages.new()
@@ -129,7 +149,9 @@ def test_coordinator_records_an_overdose_and_sees_who_it_is_only_with_a_reason(
     summary = page.get_by_role("alert", name="There is a problem")
     expect(summary).to_be_focused()
     required = {
-        "Type": "Choose the type of event: a death or a non-fatal overdose (in a file: death or nfo).",
+        "Type": (
+            "Choose the type of event: a death or a non-fatal overdose (in a file: death or nfo)."
+        ),
         "Area": "Choose the area (in a file: its ONS code, like E06000009).",
         "Date of the event": "Enter the date of the event (or the date found), like 2026-03-14.",
         "Setting": "Choose where it happened.",
@@ -145,8 +167,9 @@ def test_coordinator_records_an_overdose_and_sees_who_it_is_only_with_a_reason(
         expect(field).to_be_focused()
     expect(page.locator("body")).not_to_contain_text("saved.")
 
-    fill_notification(page, substances=("Heroin", "Crack cocaine"), naloxone=True,
-                      postcode="fy1 3ab")
+    fill_notification(
+        page, substances=("Heroin", "Crack cocaine"), naloxone=True, postcode="fy1 3ab"
+    )
     screenshot(page, "case-form-filled")
     page.get_by_role("button", name="Save notification").click()
 
@@ -198,8 +221,17 @@ def test_coordinator_records_an_overdose_and_sees_who_it_is_only_with_a_reason(
     row = table.get_by_role("row").filter(has=page.get_by_role("link", name=reference))
     expect(row).to_have_count(1)
     expect(row.get_by_role("cell")).to_have_text(
-        [reference, "NFO", (TODAY - timedelta(days=3)).strftime("%d %b %Y"), "Blackpool",
-         AGE_BAND, "FY1", "Crack cocaine, Heroin", re.compile(r"^Notified")])
+        [
+            reference,
+            "NFO",
+            (TODAY - timedelta(days=3)).strftime("%d %b %Y"),
+            "Blackpool",
+            AGE_BAND,
+            "FY1",
+            "Crack cocaine, Heroin",
+            re.compile(r"^Notified"),
+        ]
+    )
     expect_anonymous(page)
     screenshot(page, "case-list")
 
@@ -216,7 +248,8 @@ def test_coordinator_records_an_overdose_and_sees_who_it_is_only_with_a_reason(
 
 @pytest.mark.browser
 def test_events_for_one_person_are_linked_or_offered_as_a_possible_match(
-        serve: Callable[..., LiveApp], pages: Pages) -> None:
+    serve: Callable[..., LiveApp], pages: Pages
+) -> None:
     live = serve()
     dana = coordinator(live)
     page = pages.new()
@@ -226,11 +259,13 @@ def test_events_for_one_person_are_linked_or_offered_as_a_possible_match(
     record_notification(page, live, event_date=days_ago(3), postcode="FY1 3AB")
 
     # The same NHS number and date of birth, the name typed differently: the same person.
-    record_notification(page, live, event_date=days_ago(40), name="SIAN O'BRIEN-SMITH",
-                        substances=("Methadone",))
+    record_notification(
+        page, live, event_date=days_ago(40), name="SIAN O'BRIEN-SMITH", substances=("Methadone",)
+    )
     expect(status(page)).to_have_text(
         f"Notification {second} saved. It is linked to a person already known "
-        "(same NHS number and details).")
+        "(same NHS number and details)."
+    )
     events = after_heading(page, "Every event known for this person").get_by_role("listitem")
     expect(events).to_have_count(2)
     expect(events.nth(0)).to_contain_text(days_ago_label(40))
@@ -238,15 +273,17 @@ def test_events_for_one_person_are_linked_or_offered_as_a_possible_match(
     expect(events.nth(0)).to_contain_text("(this case)")
     expect(events.nth(1)).to_contain_text(days_ago_label(3))
     expect(events.nth(1)).to_contain_text(first)
-    expect(page.get_by_role("heading", name="Possible match with a person already known")
-           ).to_have_count(0)
+    expect(
+        page.get_by_role("heading", name="Possible match with a person already known")
+    ).to_have_count(0)
     expect_anonymous(page)
 
     # The same name and date of birth but no NHS number: the coordinator decides.
     record_notification(page, live, event_date=days_ago(1), nhs=None, substances=())
     expect(status(page)).to_have_text(
         f"Notification {third} saved. It may be about someone already known: confirm or reject "
-        "the match below.")
+        "the match below."
+    )
     match = page.get_by_role("region", name="Possible match with a person already known")
     expect(match).to_be_visible()
     expect(match).to_contain_text("with 2 earlier events")
@@ -257,12 +294,14 @@ def test_events_for_one_person_are_linked_or_offered_as_a_possible_match(
 
     match.get_by_role("button", name="Same person: link them").click()
     expect(status(page)).to_have_text("Match confirmed: the events are now under one person.")
-    expect(page.get_by_role("heading", name="Possible match with a person already known")
-           ).to_have_count(0)
+    expect(
+        page.get_by_role("heading", name="Possible match with a person already known")
+    ).to_have_count(0)
     events = after_heading(page, "Every event known for this person").get_by_role("listitem")
     expect(events).to_have_count(3)
-    for item, (ref, ago) in zip([events.nth(i) for i in range(3)],
-                                [(second, 40), (first, 3), (third, 1)], strict=True):
+    for item, (ref, ago) in zip(
+        [events.nth(i) for i in range(3)], [(second, 40), (first, 3), (third, 1)], strict=True
+    ):
         expect(item).to_contain_text(ref)
         expect(item).to_contain_text(days_ago_label(ago))
     expect(events.nth(2)).to_contain_text("(this case)")
@@ -274,10 +313,12 @@ def test_events_for_one_person_are_linked_or_offered_as_a_possible_match(
 
 @pytest.mark.browser
 def test_partner_notifies_the_panel_and_cannot_open_the_cases(
-        serve: Callable[..., LiveApp], pages: Pages) -> None:
+    serve: Callable[..., LiveApp], pages: Pages
+) -> None:
     live = serve()
-    robin = live.add_user(Role.AGENCY_CONTRIBUTOR, name="Robin Hale", agency="TREATMENT",
-                          areas=("E06000009",))
+    robin = live.add_user(
+        Role.AGENCY_CONTRIBUTOR, name="Robin Hale", agency="TREATMENT", areas=("E06000009",)
+    )
     page = pages.new()
     sign_in(page, live, robin)
     expect(h1(page)).to_have_text("Hello, Robin Hale")
@@ -288,8 +329,14 @@ def test_partner_notifies_the_panel_and_cannot_open_the_cases(
     # The short form: nothing about treatment, housing or the coroner.
     for absent in ("Treatment status", "Housing", "Coroner stage", "Notifying agency"):
         expect(page.get_by_label(absent, exact=True)).to_have_count(0)
-    fill_notification(page, name="Jordan Example", dob="1979-02-11", nhs="999 000 0026",
-                      postcode="FY4 2DE", outcome="Treated at scene")
+    fill_notification(
+        page,
+        name="Jordan Example",
+        dob="1979-02-11",
+        nhs="999 000 0026",
+        postcode="FY4 2DE",
+        outcome="Treated at scene",
+    )
     page.get_by_role("button", name="Save notification").click()
 
     expect(h1(page)).to_have_text("Notification received")
@@ -310,18 +357,20 @@ def test_partner_notifies_the_panel_and_cannot_open_the_cases(
 
 @pytest.mark.browser
 def test_panel_member_sees_only_cases_in_their_own_area(
-        serve: Callable[..., LiveApp], pages: Pages) -> None:
+    serve: Callable[..., LiveApp], pages: Pages
+) -> None:
     live = serve()
     dana = coordinator(live)
-    sam = live.add_user(Role.PANEL_MEMBER, name="Sam Okafor", agency="POLICE",
-                        areas=("E06000008",))
+    sam = live.add_user(Role.PANEL_MEMBER, name="Sam Okafor", agency="POLICE", areas=("E06000008",))
     desk = pages.new()
     sign_in(desk, live, dana)
     expect(h1(desk)).to_have_text("Hello, Dana Fielding")
-    blackpool_case = record_notification(desk, live, case_type="Suspected drug-related death",
-                                         setting="Home", outcome=None)
-    record_notification(desk, live, area=BLACKBURN, name="Alex Testperson", dob="1990-03-03",
-                        nhs="999 000 0034")
+    blackpool_case = record_notification(
+        desk, live, case_type="Suspected drug-related death", setting="Home", outcome=None
+    )
+    record_notification(
+        desk, live, area=BLACKBURN, name="Alex Testperson", dob="1990-03-03", nhs="999 000 0034"
+    )
 
     page = pages.new()
     sign_in(page, live, sam)
@@ -340,7 +389,8 @@ def test_panel_member_sees_only_cases_in_their_own_area(
     expect(table).not_to_contain_text("Blackpool")
     expect(table).not_to_contain_text(f"DRD-{YEAR}-0001")
     expect(page.get_by_label("Area", exact=True).get_by_role("option")).to_have_text(
-        ["All your areas", "Blackburn with Darwen"])
+        ["All your areas", "Blackburn with Darwen"]
+    )
     assert pages.csp_errors() == []
 
 
@@ -349,8 +399,11 @@ def test_panel_member_sees_only_cases_in_their_own_area(
 
 def _import_page_works(page: Page, live: LiveApp) -> bool:
     response = page.goto(f"{live.url}/cases/import/")
-    return bool(response and response.ok
-                and h1(page).text_content() == "Import notifications from a spreadsheet")
+    return bool(
+        response
+        and response.ok
+        and h1(page).text_content() == "Import notifications from a spreadsheet"
+    )
 
 
 def _upload(page: Page, path: Path, mode: str) -> None:
@@ -361,7 +414,8 @@ def _upload(page: Page, path: Path, mode: str) -> None:
 
 @pytest.mark.browser
 def test_coordinator_imports_a_spreadsheet_all_or_nothing_then_valid_rows(
-        serve: Callable[..., LiveApp], pages: Pages, tmp_path: Path) -> None:
+    serve: Callable[..., LiveApp], pages: Pages, tmp_path: Path
+) -> None:
     live = serve()
     dana = coordinator(live)
     page = pages.new()
@@ -379,19 +433,40 @@ def test_coordinator_imports_a_spreadsheet_all_or_nothing_then_valid_rows(
     assert columns[0] == "case_type"
     # The template's columns are the ones the page documents, in the same order.
     guide = after_heading(page, "The file format").locator(
-        "xpath=following-sibling::div[1]//tbody/tr/td[1]")
+        "xpath=following-sibling::div[1]//tbody/tr/td[1]"
+    )
     expect(guide).to_have_text(columns)
 
     rows = [
-        {"case_type": "nfo", "area": "E06000009", "event_date": days_ago(5), "setting": "street",
-         "substances": "heroin;crack", "full_name": "Jamie Example", "date_of_birth": "1985-04-02",
-         "nhs_number": "999 000 0042", "postcode": "FY1 1AA"},
-        {"case_type": "nfo", "area": "E06000009", "event_date": days_ago(4), "setting": "home",
-         "full_name": "Casey Sample", "date_of_birth": "1979-09-30",
-         "nhs_number": "999 000 0012"},  # a mistyped check digit
-        {"case_type": "death", "area": "E06000008", "event_date": days_ago(6),
-         "setting": "hostel", "full_name": "Morgan Placeholder", "date_of_birth": "1970-12-12",
-         "nhs_number": "999 000 0050"},
+        {
+            "case_type": "nfo",
+            "area": "E06000009",
+            "event_date": days_ago(5),
+            "setting": "street",
+            "substances": "heroin;crack",
+            "full_name": "Jamie Example",
+            "date_of_birth": "1985-04-02",
+            "nhs_number": "999 000 0042",
+            "postcode": "FY1 1AA",
+        },
+        {
+            "case_type": "nfo",
+            "area": "E06000009",
+            "event_date": days_ago(4),
+            "setting": "home",
+            "full_name": "Casey Sample",
+            "date_of_birth": "1979-09-30",
+            "nhs_number": "999 000 0012",
+        },  # a mistyped check digit
+        {
+            "case_type": "death",
+            "area": "E06000008",
+            "event_date": days_ago(6),
+            "setting": "hostel",
+            "full_name": "Morgan Placeholder",
+            "date_of_birth": "1970-12-12",
+            "nhs_number": "999 000 0050",
+        },
     ]
     upload = tmp_path / "notifications.csv"
     with upload.open("w", encoding="utf-8", newline="") as fh:
@@ -402,7 +477,8 @@ def test_coordinator_imports_a_spreadsheet_all_or_nothing_then_valid_rows(
     _upload(page, upload, "All or nothing: import no row unless every row is good")
     expect(page.get_by_role("heading", name="Nothing was imported")).to_be_visible()
     expect(page.get_by_role("alert")).to_contain_text(
-        "1 of 3 rows has problems, so no row was imported.")
+        "1 of 3 rows has problems, so no row was imported."
+    )
     report = page.get_by_role("table", name=re.compile("^Rows with problems"))
     problems = report.locator("tbody").get_by_role("row")
     expect(problems).to_have_count(1)
@@ -414,16 +490,18 @@ def test_coordinator_imports_a_spreadsheet_all_or_nothing_then_valid_rows(
     screenshot(page, "import-report")
 
     nav_link(page, "Cases").click()
-    expect(page.get_by_role("table", name="Cases")).to_contain_text(
-        "No cases match these filters.")
+    expect(page.get_by_role("table", name="Cases")).to_contain_text("No cases match these filters.")
 
     page.goto(f"{live.url}/cases/import/")
     _upload(page, upload, "Valid rows: import the good rows, report the others")
     expect(page.get_by_role("heading", name="Import finished")).to_be_visible()
     expect(status(page)).to_contain_text("Imported 2 of 3 rows.")
     expect(status(page)).to_contain_text("1 row was rejected")
-    expect(page.get_by_role("table", name=re.compile("^Rows with problems"))
-           .locator("tbody").get_by_role("row")).to_have_count(1)
+    expect(
+        page.get_by_role("table", name=re.compile("^Rows with problems"))
+        .locator("tbody")
+        .get_by_role("row")
+    ).to_have_count(1)
     screenshot(page, "import-report-valid-rows")
 
     nav_link(page, "Cases").click()

@@ -87,6 +87,23 @@ class Config:
     # Demo logins are printed by `dr-panel start` only where demo data is allowed.
     ALLOW_DEMO_DATA: bool = False
 
+    # E-mail (dr_panel.mail): queued in the outbox with the change that causes it, sent after
+    # commit. "folder" writes .eml files to MAIL_OUTBOX_DIR (empty: <instance>/outbox); "smtp"
+    # relays through MAIL_SERVER. MAIL_PASSWORD comes from the environment only, never repr'd.
+    MAIL_TRANSPORT: str = "folder"
+    MAIL_OUTBOX_DIR: str = ""
+    MAIL_SERVER: str = ""
+    MAIL_PORT: int = 587
+    MAIL_USE_STARTTLS: bool = True
+    MAIL_USERNAME: str = ""
+    MAIL_PASSWORD: str = field(default="", repr=False)
+    MAIL_FROM: str = "dr-panel <no-reply@localhost>"
+    MAIL_TIMEOUT: float = 10.0
+    # Deliver right after a request that queued mail, once its transaction has committed.
+    MAIL_SEND_AFTER_REQUEST: bool = True
+    # Absolute links in e-mails: BASE_URL + the route's path (URLs carry UUIDs only).
+    BASE_URL: str = "http://127.0.0.1:5000"
+
     def as_flask_mapping(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -117,6 +134,7 @@ class ProductionConfig(Config):
     REQUIRE_2FA: bool = True
     SESSION_COOKIE_SECURE: bool = True
     PREFERRED_URL_SCHEME: str = "https"
+    MAIL_TRANSPORT: str = "smtp"
 
 
 PROFILES: dict[str, type[Config]] = {
@@ -147,6 +165,15 @@ def load_config(name: str | None = None, **overrides: Any) -> Config:
                 "SESSION_IDLE_MINUTES", int(base.SESSION_IDLE_TIMEOUT.total_seconds() // 60)
             )
         ),
+        "MAIL_TRANSPORT": os.environ.get("MAIL_TRANSPORT", base.MAIL_TRANSPORT),
+        "MAIL_OUTBOX_DIR": os.environ.get("MAIL_OUTBOX_DIR", base.MAIL_OUTBOX_DIR),
+        "MAIL_SERVER": os.environ.get("MAIL_SERVER", base.MAIL_SERVER),
+        "MAIL_PORT": _env_int("MAIL_PORT", base.MAIL_PORT),
+        "MAIL_USE_STARTTLS": _env_bool("MAIL_USE_STARTTLS", base.MAIL_USE_STARTTLS),
+        "MAIL_USERNAME": os.environ.get("MAIL_USERNAME", base.MAIL_USERNAME),
+        "MAIL_PASSWORD": os.environ.get("MAIL_PASSWORD", base.MAIL_PASSWORD),
+        "MAIL_FROM": os.environ.get("MAIL_FROM", base.MAIL_FROM),
+        "BASE_URL": os.environ.get("BASE_URL", base.BASE_URL),
     }
     env.update(overrides)
     return replace(base, **env)

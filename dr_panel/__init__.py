@@ -67,13 +67,18 @@ def create_app(config: Config | str | None = None, **overrides: Any) -> Flask:
     from dr_panel.cases.imports import bp as imports_bp
     from dr_panel.cases.routes import bp as cases_bp
     from dr_panel.main.routes import bp as main_bp
+    from dr_panel.reviews.routes import bp as reviews_bp
 
     security.init_app(app)
     auth.init_app(app)
+    from dr_panel.mail import services as mail
+
+    mail.init_app(app)
     app.register_blueprint(main_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(audit_bp)
     app.register_blueprint(cases_bp)
+    app.register_blueprint(reviews_bp)
     app.register_blueprint(imports_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(tokens_bp)

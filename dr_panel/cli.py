@@ -21,8 +21,10 @@ from dr_panel.bench import bench
 from dr_panel.cases.imports import import_group
 from dr_panel.extensions import db
 from dr_panel.keys_cli import keys
+from dr_panel.mail.cli import mail
 from dr_panel.reference import services as reference
 from dr_panel.reference.models import Sector
+from dr_panel.reviews.cli import requests
 
 
 @click.group(cls=FlaskGroup, create_app=lambda: create_app(), add_version_option=True)
@@ -286,7 +288,13 @@ def start(host: str, port: int) -> None:
     click.echo(f"dr-panel is running at http://{host}:{port}/  (Ctrl+C to stop)")
     # Werkzeug's server directly: Flask ignores app.run() inside a CLI command. Threads, so one
     # slow page does not hold up another; for production, serve with a WSGI server instead.
-    run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
+    from dr_panel.mail.services import start_worker
+
+    worker = start_worker(app)  # delivers every 30 s, and at once when a request queues mail
+    try:
+        run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
+    finally:
+        worker.stop()
 
 
 # Commands kept in their own areas' modules.
@@ -294,6 +302,8 @@ main.add_command(tokens)
 main.add_command(import_group)
 main.add_command(keys)
 main.add_command(bench)
+main.add_command(mail)
+main.add_command(requests)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -55,6 +55,10 @@ MATRIX: dict[str, Any] = {
     "cases.edit_case": frozenset({Role.COORDINATOR}),
     "cases.decide_match": frozenset({Role.COORDINATOR}),
     "cases.move_case": frozenset({Role.COORDINATOR}),
+    "reviews.send": frozenset({Role.COORDINATOR}),
+    "reviews.view_request": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER}),
+    "reviews.my_requests": frozenset({Role.AGENCY_CONTRIBUTOR}),
+    "reviews.answer_request": frozenset({Role.AGENCY_CONTRIBUTOR}),
     "cases.notify": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER, Role.AGENCY_CONTRIBUTOR}),
     # -- imports (bulk import)
     "imports.upload": frozenset({Role.COORDINATOR}),

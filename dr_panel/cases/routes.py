@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user
 from sqlalchemy import select
 from wtforms import DateField, StringField
@@ -18,8 +27,10 @@ from dr_panel.cases.forms import RevealForm, WorkflowForm, form_values, notifica
 from dr_panel.cases.models import Case, CaseStatus, CaseType, MatchStatus, Person
 from dr_panel.extensions import db
 from dr_panel.forms import ChoiceField, EmptyForm, GetForm
-from dr_panel.pagination import paginate
 from dr_panel.reference.services import all_agencies
+from dr_panel.reviews import routes as reviews_routes
+from dr_panel.reviews.models import InfoRequest
+from dr_panel.reviews.services import OPEN_FOR_REQUESTS, default_due
 from dr_panel.security import get_or_404, roles
 
 bp = Blueprint("cases", __name__)
@@ -100,7 +111,11 @@ def list_cases() -> Any:
     stmt = services.visible_cases(user, f)
     if form.q.data and not form.errors:
         stmt = stmt.where(Case.reference.like(f"%{form.q.data.strip().upper()}%"))
-    return render_template("cases/list.html", form=form, page=paginate(stmt))
+    page = services.page_of_cases(
+        stmt, after=request.args.get("after"), per_page=current_app.config["PAGE_SIZE"]
+    )
+    newer_args = {k: v for k, v in request.args.items() if k != "after"}
+    return render_template("cases/list.html", form=form, page=page, newer_args=newer_args)
 
 
 # -- intake -------------------------------------------------------------------------------------
@@ -159,6 +174,12 @@ def _render_case(
     form = workflow_form or WorkflowForm(formdata=None, version=str(case.version))
     form.transition.choices = [Opt("", "Choose")] + [Opt(t.name, t.label) for t in steps]
     timeline = [(e, workflow.reason_of(e)) for e in case.events]
+    requests = db.session.scalars(
+        select(InfoRequest).where(InfoRequest.case_id == case.id).order_by(InfoRequest.requested_at)
+    ).all()
+    request_form = None
+    if case.can_edit(me()) and case.status in OPEN_FOR_REQUESTS:
+        request_form = reviews_routes.request_form(formdata=None, due_on=default_due())
     return render_template(
         "cases/view.html",
         case=case,
@@ -168,6 +189,8 @@ def _render_case(
         steps=steps,
         workflow_form=form,
         timeline=timeline,
+        requests=requests,
+        request_form=request_form,
         reveal_form=reveal_form or RevealForm(),
         actions=EmptyForm(),
     ), status

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Any
 
-from sqlalchemy import Select, exists, func, or_, select
+from sqlalchemy import Select, exists, func, or_, select, tuple_
 
 from dr_panel.audit.models import Outcome
 from dr_panel.audit.services import record
@@ -662,3 +662,49 @@ def identity_values(person: Person) -> dict[str, str]:
         "postcode": who.postcode or "",
         "sex": person.sex.value,
     }
+
+
+# -- paging the list ------------------------------------------------------------------------------
+
+COUNT_CAP = 10_000
+
+
+@dataclass
+class CasePage:
+    items: list[Case]
+    next_after: str | None  # the UUID of the last case shown, when there are older ones
+    total: int  # capped at COUNT_CAP
+    total_is_capped: bool
+
+
+def page_of_cases(stmt: Select[Any], *, after: str | None, per_page: int) -> CasePage:
+    """Keyset paging over the newest-first list: "older" continues after the last case shown,
+    so every page costs the same however deep (no OFFSET), using ix_cases_event_date_id. The
+    cursor is a case UUID, never a row id. The count stops at COUNT_CAP to stay cheap."""
+    page_stmt = stmt
+    if after:
+        anchor = db.session.execute(
+            select(Case.event_date, Case.id).where(Case.uuid == _uuid_or_none(after))
+        ).first()
+        if anchor is not None:
+            page_stmt = stmt.where(tuple_(Case.event_date, Case.id) < tuple_(*anchor))
+    rows = list(db.session.scalars(page_stmt.limit(per_page + 1)).unique())
+    more = len(rows) > per_page
+    items = rows[:per_page]
+    capped = select(func.count()).select_from(
+        stmt.order_by(None).with_only_columns(Case.id).limit(COUNT_CAP + 1).subquery()
+    )
+    total = db.session.scalar(capped) or 0
+    return CasePage(
+        items=items,
+        next_after=str(items[-1].uuid) if more and items else None,
+        total=min(total, COUNT_CAP),
+        total_is_capped=total > COUNT_CAP,
+    )
+
+
+def _uuid_or_none(raw: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        return None

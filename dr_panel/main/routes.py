@@ -33,6 +33,8 @@ def home() -> Any:
         )
     if current_user.role is Role.COORDINATOR:
         attention += _coordinator_items()
+    if current_user.role is Role.AGENCY_CONTRIBUTOR:
+        attention += _contributor_items()
     failed = _failed_signins_since_last_login()
     admin = _admin_summary() if current_user.role is Role.ADMIN else None
     return render_template("main/home.html", attention=attention, failed=failed, admin=admin)
@@ -47,15 +49,41 @@ def _coordinator_items() -> list[dict[str, Any]]:
     matches = db.session.scalar(count.where(Case.match_status == MatchStatus.SUGGESTED)) or 0
     if matches:
         plural = "es" if matches != 1 else ""
-        items.append({"text": f"{matches} possible match{plural} to confirm or reject",
-                      "hint": "A new notification may be about someone already known.",
-                      "endpoint": "cases.list_cases"})
+        items.append(
+            {
+                "text": f"{matches} possible match{plural} to confirm or reject",
+                "hint": "A new notification may be about someone already known.",
+                "endpoint": "cases.list_cases",
+            }
+        )
     new = db.session.scalar(count.where(Case.status == CaseStatus.NOTIFIED)) or 0
     if new:
-        items.append({"text": f"{new} notification{'s' if new != 1 else ''} waiting for triage",
-                      "hint": "Decide: review at panel, no review, or duplicate.",
-                      "endpoint": "cases.list_cases"})
+        items.append(
+            {
+                "text": f"{new} notification{'s' if new != 1 else ''} waiting for triage",
+                "hint": "Decide: review at panel, no review, or duplicate.",
+                "endpoint": "cases.list_cases",
+            }
+        )
     return items
+
+
+def _contributor_items() -> list[dict[str, Any]]:
+    from dr_panel.reviews.services import agency_queue
+
+    waiting = [r for r in agency_queue(current_user) if r.is_open]
+    if not waiting:
+        return []
+    overdue = sum(1 for r in waiting if r.is_overdue(utcnow().date()))
+    plural = "s" if len(waiting) != 1 else ""
+    return [
+        {
+            "text": f"{len(waiting)} information request{plural} waiting for your agency"
+            + (f" ({overdue} overdue)" if overdue else ""),
+            "hint": "The panel asks what your agency knew of a person.",
+            "endpoint": "reviews.my_requests",
+        }
+    ]
 
 
 def _failed_signins_since_last_login() -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Date, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Date, ForeignKey, Integer, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from dr_panel.cases.models import Case, Labelled, YesNoUnknown, str_enum
@@ -42,11 +42,13 @@ class InfoRequest(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
     __tablename__ = "info_requests"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), nullable=False,
-                                         index=True)
+    case_id: Mapped[int] = mapped_column(
+        ForeignKey("cases.id", ondelete="CASCADE"), nullable=False, index=True
+    )
     agency_id: Mapped[int] = mapped_column(ForeignKey("agencies.id"), nullable=False, index=True)
-    status: Mapped[RequestStatus] = mapped_column(str_enum(RequestStatus, 12), nullable=False,
-                                                  default=RequestStatus.SENT)
+    status: Mapped[RequestStatus] = mapped_column(
+        str_enum(RequestStatus, 12), nullable=False, default=RequestStatus.SENT
+    )
     due_on: Mapped[date] = mapped_column(Date, nullable=False)
     note_enc: Mapped[str | None] = mapped_column(Text)  # the coordinator's note to the agency
     requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
@@ -55,11 +57,13 @@ class InfoRequest(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
     chase_count: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     # The return.
     known_to_agency: Mapped[YesNoUnknown] = mapped_column(
-        str_enum(YesNoUnknown, 10), default=YesNoUnknown.UNKNOWN, nullable=False)
+        str_enum(YesNoUnknown, 10), default=YesNoUnknown.UNKNOWN, nullable=False
+    )
     first_contact_on: Mapped[date | None] = mapped_column(Date)
     last_contact_on: Mapped[date | None] = mapped_column(Date)
-    engagement: Mapped[Engagement] = mapped_column(str_enum(Engagement, 12),
-                                                   default=Engagement.UNKNOWN, nullable=False)
+    engagement: Mapped[Engagement] = mapped_column(
+        str_enum(Engagement, 12), default=Engagement.UNKNOWN, nullable=False
+    )
     risks_enc: Mapped[str | None] = mapped_column(Text)
     services_enc: Mapped[str | None] = mapped_column(Text)
     safeguarding_enc: Mapped[str | None] = mapped_column(Text)
@@ -91,9 +95,12 @@ class InfoRequest(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
         return self.case.can_view(user) or self.can_answer(user)
 
     def can_answer(self, user: Any) -> bool:
-        return bool(user.role == "agency_contributor" and user.agency_id == self.agency_id
-                    and self.case.area_id in user.area_ids
-                    and self.status is not RequestStatus.WITHDRAWN)
+        return bool(
+            user.role == "agency_contributor"
+            and user.agency_id == self.agency_id
+            and self.case.area_id in user.area_ids
+            and self.status is not RequestStatus.WITHDRAWN
+        )
 
     def can_edit(self, user: Any) -> bool:
         return self.case.can_edit(user)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -450,3 +451,24 @@ def test_edit_checks_the_new_date_against_the_stored_date_of_birth(
     assert response.status_code == 200
     assert "does not fit the date of the event" in response.get_data(as_text=True)
     assert "1984" not in response.get_data(as_text=True)  # the stored DOB is not shown
+
+
+def test_case_list_pages_through_every_case_once_newest_first(
+    app: Any, client: Any, coordinator: Any, login: Any
+) -> None:
+    app.config["PAGE_SIZE"] = 3
+    made = []
+    for i in range(8):  # two cases share each date, so the id breaks ties
+        made.append(create(coordinator, event_date=f"2026-04-{10 + i // 2:02d}",
+                           notified_on="2026-05-01", nhs_number="", full_name=f"Person {i} Test"))
+    login(client, coordinator)
+    seen, url = [], "/cases?type=nfo"
+    while url:
+        html = client.get(url).get_data(as_text=True)
+        seen += re.findall(r">(NFO-2026-\d{4})</a>", html)
+        assert "of 8 cases" in html
+        more = re.search(r'href="([^"]+)" rel="next"', html)
+        url = more.group(1).replace("&amp;", "&") if more else None
+        assert url is None or "type=nfo" in url  # filters survive paging
+    expected = [c.reference for c in sorted(made, key=lambda c: (c.event_date, c.id), reverse=True)]
+    assert seen == expected

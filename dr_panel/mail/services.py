@@ -1,0 +1,532 @@
+"""Queuing and delivering e-mail through the outbox.
+
+The outbox pattern: ``queue`` adds a row to the caller's transaction, so a message exists if and
+only if the change that caused it committed. ``deliver`` sends what is due after commit, from the
+request that queued it (``init_app``), a background thread (``start_worker``, for
+``dr-panel start``) or cron (``dr-panel mail deliver``).
+
+Delivery is at least once. Each message is committed as sent straight after the server accepts
+it, so a crash mid-run never resends what was recorded; but a message whose send succeeded and
+whose commit then failed (database gone, process killed between the two) goes again. Its
+Message-ID is the outbox UUID, so mail clients can fold such a copy.
+
+Concurrency. Within one process a lock lets only one delivery run at a time (worker thread and
+request threads share it). On PostgreSQL each message is claimed with ``SELECT ... FOR UPDATE SKIP
+LOCKED``, so any number of processes (web workers, cron) may deliver at once without sending a
+message twice. On SQLite one delivering process is assumed: run either ``dr-panel start`` (its
+worker and request hook) or a cron job, not both against the same file.
+
+Mail never carries an identifier: ``check_no_identifiers`` refuses NHS numbers, postcodes, full
+numeric dates, old written dates and third parties' e-mail addresses before anything is queued.
+E-mails say what needs doing and link to the page (URLs carry UUIDs only).
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import logging
+import re
+import secrets
+import smtplib
+import threading
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+from urllib.parse import unquote
+
+from flask import Flask, Response, current_app, g, has_app_context
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from dr_panel.cases.identity import nhs_number_problem, normalise_postcode
+from dr_panel.dbtypes import utcnow
+from dr_panel.extensions import db
+from dr_panel.mail.models import OutboxMessage
+from dr_panel.mail.transports import (
+    MailConfigError,
+    Transport,
+    address_of,
+    build_message,
+    transport_from_config,
+)
+
+log = logging.getLogger("dr_panel.mail")
+
+TRANSPORTS = ("folder", "smtp")
+_QUEUED_FLAG = "dr_panel_mail_queued"
+_STATE_KEY = "dr_panel.mail"
+
+# Retry after 1, 5 and 25 minutes, then every 2 hours; up to a tenth more, at random, so that
+# messages that failed together do not all retry in the same second.
+BACKOFF = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=25))
+BACKOFF_CAP = timedelta(hours=2)
+
+# The server refused this one message; the connection and the others may be fine.
+PER_MESSAGE_ERRORS = (
+    smtplib.SMTPRecipientsRefused,
+    smtplib.SMTPSenderRefused,
+    smtplib.SMTPDataError,
+)
+
+
+# -- the identifier guard -------------------------------------------------------------------------
+
+
+class IdentifierInMail(ValueError):
+    """A message would carry an identifier. The message names what kind, never the value."""
+
+    def __init__(self, kind: str, where: str) -> None:
+        self.kind = kind
+        self.where = where
+        super().__init__(
+            f"Refused to queue an e-mail: its {where} contains {kind}. E-mails carry links to "
+            "the page, never identifiers."
+        )
+
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
+_SEP = r"(?:[^\S\r\n]|[-\u2010-\u2013])?"  # one space (any width) or dash, within a line
+# Zero-width, so every start position is tried: a run of digits before an NHS number cannot
+# swallow part of it.
+_TEN_DIGITS = re.compile(rf"(?<!\d)(?=(\d(?:{_SEP}\d){{9}})(?!\d))")
+# Not inside a token: "_" and "-" join the parts of URL-safe tokens, "#" starts a colour (#ab12cd).
+_POSTCODE = re.compile(
+    r"(?<![\w#-])[A-Za-z]{1,2}[0-9][A-Za-z0-9]?[^\S\r\n]?[0-9][A-Za-z]{2}(?![\w-])"
+)
+_DMY = re.compile(r"(?<!\d)(\d{1,2})([/.-])(\d{1,2})\2(\d{4})(?!\d)")
+_DMY_SHORT = re.compile(r"(?<![\d/])(\d{1,2})/(\d{1,2})/(\d{2})(?![\d/])")
+_YMD = re.compile(r"(?<!\d)(\d{4})([/.-])(\d{1,2})\2(\d{1,2})(?!\d)")
+_MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_MONTHS = {name: n for n, name in enumerate(_MONTH_NAMES, start=1)}
+_MONTH = rf"({'|'.join(_MONTH_NAMES)})[a-z]*\.?"
+_ORDINAL = r"(?:st|nd|rd|th)?"
+_WRITTEN_DMY = re.compile(rf"(?<!\d)(\d{{1,2}}){_ORDINAL}\s+{_MONTH},?\s+(\d{{4}})(?!\d)", re.I)
+_WRITTEN_MDY = re.compile(rf"\b{_MONTH}\s+(\d{{1,2}}){_ORDINAL},?\s+(\d{{4}})(?!\d)", re.I)
+_EMAIL = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
+_TAG = re.compile(r"<[^>]*>")
+# A written date this many years back or more reads as a date of birth, not a due date.
+WRITTEN_DATE_YEARS = 10
+
+
+def _is_date(year: int, month: int, day: int) -> bool:
+    try:
+        date(year, month, day)
+    except ValueError:
+        return False
+    return True
+
+
+def _has_numeric_date(text: str) -> bool:
+    for m in _DMY.finditer(text):
+        a, b, y = int(m.group(1)), int(m.group(3)), int(m.group(4))
+        if _is_date(y, b, a) or _is_date(y, a, b):  # day first, or the American order
+            return True
+    for m in _DMY_SHORT.finditer(text):
+        a, b, y = int(m.group(1)), int(m.group(2)), 2000 + int(m.group(3))
+        if _is_date(y, b, a) or _is_date(y, a, b):
+            return True
+    return any(
+        _is_date(int(m.group(1)), int(m.group(3)), int(m.group(4))) for m in _YMD.finditer(text)
+    )
+
+
+def _has_old_written_date(text: str, today: date) -> bool:
+    limit = today.year - WRITTEN_DATE_YEARS
+    for m in _WRITTEN_DMY.finditer(text):
+        day, month, year = int(m.group(1)), _MONTHS[m.group(2)[:3].lower()], int(m.group(3))
+        if year <= limit and _is_date(year, month, day):
+            return True
+    for m in _WRITTEN_MDY.finditer(text):
+        month, day, year = _MONTHS[m.group(1)[:3].lower()], int(m.group(2)), int(m.group(3))
+        if year <= limit and _is_date(year, month, day):
+            return True
+    return False
+
+
+def _problem(text: str, allowed_addresses: set[str], today: date) -> str | None:
+    for m in _TEN_DIGITS.finditer(text):
+        if nhs_number_problem(m.group(1)) is None:
+            return "an NHS number"
+    for m in _POSTCODE.finditer(text):
+        if normalise_postcode(m.group(0)):
+            return "a postcode"
+    if _has_numeric_date(text):
+        return (
+            "a full date written in numbers, which may be a date of birth (write due dates "
+            "in words, like 3 March 2026)"
+        )
+    if _has_old_written_date(text, today):
+        return f"a date more than {WRITTEN_DATE_YEARS} years ago, which may be a date of birth"
+    for m in _EMAIL.finditer(text):
+        if m.group(0).casefold() not in allowed_addresses:
+            return "an e-mail address other than the recipient's"
+    return None
+
+
+def _views(text: str, *, is_html: bool) -> list[str]:
+    """The texts a reader (or a link) could show: as written, URL-decoded, and for HTML the
+    visible text with entities decoded. UUIDs are blanked first: their digit groups could
+    otherwise pass for an NHS number about once in a few hundred links."""
+    views = [text, unquote(text)]
+    if is_html:
+        visible = html_lib.unescape(_TAG.sub("", text))
+        views += [html_lib.unescape(text), visible]
+    return [_UUID.sub(" ", v) for v in views]
+
+
+def check_no_identifiers(
+    subject: str, text: str, html: str | None = None, *, recipient: str | None = None
+) -> None:
+    """Raise ``IdentifierInMail`` if the message would carry an identifier.
+
+    A backstop, not a licence: it finds NHS numbers (10 digits passing the modulus-11 check,
+    spaced or not), full UK postcodes, full dates in numbers (dd/mm/yyyy, yyyy-mm-dd...), written
+    dates ten or more years ago, and any e-mail address but the recipient's (and the sender's).
+    It cannot recognise a name: messages are built from templates that link to the record."""
+    allowed = {a.casefold() for a in (recipient, _sender_address()) if a}
+    today = utcnow().date()
+    parts: list[tuple[str, str | None, bool]] = [
+        ("subject", subject, False),
+        ("text body", text, False),
+        ("HTML body", html, True),
+    ]
+    for where, value, is_html in parts:
+        if not value:
+            continue
+        for view in _views(value, is_html=is_html):
+            kind = _problem(view, allowed, today)
+            if kind:
+                raise IdentifierInMail(kind, where)
+
+
+def _sender_address() -> str | None:
+    if not has_app_context():
+        return None
+    return address_of(current_app.config.get("MAIL_FROM", "")) or None
+
+
+# -- queuing --------------------------------------------------------------------------------------
+
+
+def link(endpoint: str, **values: Any) -> str:
+    """An absolute link for an e-mail: ``BASE_URL`` + the route's path. Works without a request
+    (workers, cron), and never takes the host from a request's headers."""
+    adapter = current_app.url_map.bind("localhost")
+    path = adapter.build(endpoint, values, force_external=False)
+    return str(current_app.config["BASE_URL"]).rstrip("/") + path
+
+
+def _check_header(name: str, value: str, max_length: int) -> None:
+    if not value or "\r" in value or "\n" in value or len(value) > max_length:
+        raise ValueError(f"An e-mail's {name} must be one line of 1 to {max_length} characters.")
+
+
+def queue(
+    to: str,
+    subject: str,
+    text: str,
+    *,
+    html: str | None = None,
+    kind: str,
+    dedupe_key: str | None = None,
+) -> OutboxMessage | None:
+    """Add a message to the current transaction; the caller commits (or rolls back, and the
+    message is gone with the change that caused it). A ``dedupe_key`` already queued, sent or
+    not, makes this a no-op that returns None."""
+    _check_header("recipient", to, 254)
+    if address_of(to) != to.strip() or "@" not in to:
+        raise ValueError("An e-mail's recipient must be a bare address, like name@example.org.")
+    _check_header("subject", subject, 200)
+    _check_header("kind", kind, 40)
+    if dedupe_key is not None:
+        _check_header("dedupe key", dedupe_key, 160)
+    check_no_identifiers(subject, text, html, recipient=to)
+
+    session = db.session
+    if dedupe_key is not None:
+        exists = session.scalar(
+            select(OutboxMessage.id).where(OutboxMessage.dedupe_key == dedupe_key)
+        )
+        if exists is not None:
+            return None
+    message = OutboxMessage(
+        to_address=to.strip(),
+        subject=subject,
+        body_text=text,
+        body_html=html,
+        kind=kind,
+        dedupe_key=dedupe_key,
+        created_at=utcnow(),
+        not_before=utcnow(),
+        attempts=0,
+    )
+    if dedupe_key is not None and session.get_bind().dialect.name == "postgresql":
+        # Two transactions queuing the same key at once: the second waits for the first on the
+        # unique index, then finds it; the savepoint keeps the rest of its transaction intact.
+        session.flush()
+        try:
+            with session.begin_nested():
+                session.add(message)
+        except IntegrityError:
+            return None
+    else:
+        session.add(message)
+        session.flush()
+    if has_app_context():
+        setattr(g, _QUEUED_FLAG, True)
+    return message
+
+
+# -- delivering -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    sent: int
+    failed: int
+    remaining: int  # still unsent after the run: due now, or waiting for a retry
+
+
+def backoff(attempts: int) -> timedelta:
+    base = BACKOFF[attempts - 1] if 1 <= attempts <= len(BACKOFF) else BACKOFF_CAP
+    jitter = secrets.randbelow(int(base.total_seconds()) // 10 + 1)
+    return base + timedelta(seconds=jitter)
+
+
+def error_name(err: BaseException) -> str:
+    """What went wrong, safe to store and log: the exception's type and, for an SMTP reply, its
+    numeric code. Never the text: an SMTP error can quote addresses or the message."""
+    name = type(err).__name__
+    code = getattr(err, "smtp_code", None)
+    if isinstance(err, smtplib.SMTPRecipientsRefused):
+        codes = sorted({c for c, _ in err.recipients.values() if isinstance(c, int)})
+        code = codes[0] if codes else None
+    return f"{name} {code}" if isinstance(code, int) else name
+
+
+@dataclass
+class _MailState:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    again: threading.Event = field(default_factory=threading.Event)
+    worker: MailWorker | None = None
+    hooked: bool = False
+
+
+def _state(app: Flask) -> _MailState:
+    return app.extensions.setdefault(_STATE_KEY, _MailState())  # type: ignore[no-any-return]
+
+
+def _app() -> Flask:
+    return current_app._get_current_object()  # type: ignore[attr-defined,no-any-return]
+
+
+def deliver(limit: int = 100) -> DeliveryReport:
+    """Send up to ``limit`` due messages, oldest first, each committed on its own. Waits for a
+    delivery already running in this process. Uses its own database session: the caller's
+    pending changes are neither committed nor rolled back."""
+    app = _app()
+    with _state(app).lock:
+        return _deliver(app, limit)
+
+
+def deliver_soon(app: Flask, limit: int = 100) -> None:
+    """Deliver unless a run is already going in this process, in which case that run goes round
+    once more before it stops. Never raises: errors are logged by type."""
+    state = _state(app)
+    state.again.set()
+    while state.again.is_set() and state.lock.acquire(blocking=False):
+        try:
+            state.again.clear()
+            with app.app_context():
+                _deliver(app, limit)
+        except Exception as err:  # never into a request or the worker
+            log.error("mail delivery failed (%s); queued mail waits for the next run",
+                      type(err).__name__)
+        finally:
+            state.lock.release()
+
+
+def _deliver(app: Flask, limit: int) -> DeliveryReport:
+    sent = failed = 0
+    last_id = 0
+    transport: Transport | None = None
+    sender = app.config["MAIL_FROM"]
+    locking = db.engine.dialect.name == "postgresql"
+    with Session(db.engine, expire_on_commit=False) as session:
+        try:
+            for _ in range(limit):
+                stmt = (
+                    select(OutboxMessage)
+                    .where(
+                        OutboxMessage.sent_at.is_(None),
+                        OutboxMessage.not_before <= utcnow(),
+                        OutboxMessage.id > last_id,  # never twice in a run, whatever happens
+                    )
+                    .order_by(OutboxMessage.id)
+                    .limit(1)
+                )
+                if locking:
+                    stmt = stmt.with_for_update(skip_locked=True)
+                message = session.scalars(stmt).first()
+                if message is None:
+                    break
+                last_id = message.id
+                try:
+                    if transport is None:
+                        transport = transport_from_config(app.config, app.instance_path)
+                    transport.send(
+                        build_message(
+                            uuid=str(message.uuid),
+                            sender=sender,
+                            to=message.to_address,
+                            subject=message.subject,
+                            text=message.body_text,
+                            html=message.body_html,
+                        )
+                    )
+                except Exception as err:  # recorded, retried
+                    _record_failure(session, message, err)
+                    failed += 1
+                    if isinstance(err, PER_MESSAGE_ERRORS):
+                        continue
+                    # Unreachable server, TLS, login, settings: the rest would fail the same
+                    # way. They keep their place for the next run.
+                    break
+                message.sent_at = utcnow()
+                _commit_sent(session, message)
+                sent += 1
+                log.info("mail %s (%s) sent", message.uuid, message.kind)
+            remaining = session.scalar(
+                select(func.count()).select_from(OutboxMessage).where(
+                    OutboxMessage.sent_at.is_(None)
+                )
+            )
+            session.commit()
+        finally:
+            if transport is not None:
+                try:
+                    transport.close()
+                except Exception as err:
+                    log.warning("closing the mail transport failed (%s)", type(err).__name__)
+    return DeliveryReport(sent=sent, failed=failed, remaining=int(remaining or 0))
+
+
+def _commit_sent(session: Session, message: OutboxMessage) -> None:
+    try:
+        session.commit()
+    except Exception as err:
+        session.rollback()
+        log.error(
+            "mail %s was sent but recording it failed (%s): it may be sent again",
+            message.uuid, type(err).__name__,
+        )
+        raise
+
+
+def _record_failure(session: Session, message: OutboxMessage, err: Exception) -> None:
+    if isinstance(err, MailConfigError):
+        log.error("mail settings: %s", err)  # our own message: names a setting, no content
+    message.attempts = (message.attempts or 0) + 1
+    message.last_error = error_name(err)[:200]
+    message.not_before = utcnow() + backoff(message.attempts)
+    session.commit()
+    log.warning(
+        "mail %s (%s) not sent: %s; attempt %d, next try after %s",
+        message.uuid, message.kind, message.last_error, message.attempts,
+        message.not_before.isoformat(timespec="seconds"),
+    )
+
+
+# -- after the request, and in the background -----------------------------------------------------
+
+
+def init_app(app: Flask) -> None:
+    """Check the mail settings and deliver after any request that queued mail. Idempotent."""
+    state = _state(app)
+    if state.hooked:
+        return
+    kind = app.config.get("MAIL_TRANSPORT")
+    if kind not in TRANSPORTS:
+        from dr_panel import StartupError
+
+        raise StartupError(
+            f"dr-panel cannot start: MAIL_TRANSPORT must be one of {', '.join(TRANSPORTS)}; "
+            f"got {kind!r}."
+        )
+    if kind == "smtp" and not app.config.get("MAIL_SERVER"):
+        log.warning("MAIL_TRANSPORT is smtp but MAIL_SERVER is not set: mail will queue unsent")
+    app.after_request(_after_request)
+    state.hooked = True
+
+
+def _after_request(response: Response) -> Response:
+    """The view has committed by now. Delivery runs once the response has been sent (the WSGI
+    server closes it), in a fresh application context and database session, so the person who
+    caused the mail never waits for the SMTP server; errors are logged, never raised."""
+    if not g.pop(_QUEUED_FLAG, False) or not current_app.config["MAIL_SEND_AFTER_REQUEST"]:
+        return response
+    app = _app()
+    response.call_on_close(lambda: _deliver_after_response(app))
+    return response
+
+
+def _deliver_after_response(app: Flask) -> None:
+    worker = _state(app).worker
+    if worker is not None and worker.is_alive():
+        worker.wake()
+        return
+    deliver_soon(app)
+
+
+class MailWorker:
+    """A daemon thread delivering every ``interval`` seconds, and at once when woken."""
+
+    def __init__(self, app: Flask, interval: float) -> None:
+        self.app = app
+        self.interval = interval
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dr-panel-mail", daemon=True)
+
+    def start(self) -> MailWorker:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()  # a wake during the run below makes one more run
+            deliver_soon(self.app)
+            self._wake.wait(self.interval)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+
+
+def start_worker(app: Flask, interval: float = 30) -> MailWorker:
+    """Start (or return the running) background delivery thread for ``app``."""
+    state = _state(app)
+    if state.worker is not None and state.worker.is_alive():
+        return state.worker
+    state.worker = MailWorker(app, interval).start()
+    return state.worker
+
+
+def outbox(*, unsent_only: bool = False, limit: int = 50) -> list[OutboxMessage]:
+    """The newest messages first, for ``dr-panel mail outbox``."""
+    stmt = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
+    if unsent_only:
+        stmt = stmt.where(OutboxMessage.sent_at.is_(None))
+    return list(db.session.scalars(stmt))
+
+
+def is_due(message: OutboxMessage, now: datetime | None = None) -> bool:
+    return message.sent_at is None and message.not_before <= (now or utcnow())

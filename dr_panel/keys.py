@@ -83,6 +83,7 @@ ENCRYPTED_COLUMNS: tuple[EncryptedColumn, ...] = (
     EncryptedColumn("info_requests", "services_enc"),
     EncryptedColumn("info_requests", "safeguarding_enc"),
     EncryptedColumn("info_requests", "chronology_enc"),
+    EncryptedColumn("meeting_items", "minutes_enc", record_column="id"),
 )
 
 

@@ -5,10 +5,11 @@ from dr_panel.auth.models import ApiToken, Role, User, UserSession, user_areas
 from dr_panel.cases.models import Case, CaseEvent, Person, Substance, case_substances
 from dr_panel.mail.models import OutboxMessage
 from dr_panel.reference.models import Agency, Area, Sector
-from dr_panel.reviews.models import InfoRequest
+from dr_panel.reviews.models import InfoRequest, Meeting, MeetingItem, MeetingMember
 
 __all__ = [
-    "Agency", "ApiToken", "Area", "AuditEntry", "Case", "CaseEvent", "InfoRequest", "Outcome",
+    "Agency", "ApiToken", "Area", "AuditEntry", "Case", "CaseEvent", "InfoRequest", "Meeting",
+    "MeetingItem", "MeetingMember", "Outcome",
     "OutboxMessage", "Person", "Role", "Sector", "Substance", "User", "UserSession",
     "case_substances", "user_areas",
 ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Date, ForeignKey, Integer, Text, UniqueConstraint
+from sqlalchemy import Date, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from dr_panel.cases.models import Case, Labelled, YesNoUnknown, str_enum
@@ -104,3 +104,104 @@ class InfoRequest(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
 
     def can_edit(self, user: Any) -> bool:
         return self.case.can_edit(user)
+
+
+class MeetingStatus(Labelled):
+    SCHEDULED = "scheduled"
+    HELD = "held"
+    CANCELLED = "cancelled"
+
+
+CONFIDENTIALITY_STATEMENT = (
+    "I will keep confidential everything discussed and shown at this meeting. I will use it only "
+    "for the panel's purpose of learning and preventing drug-related deaths, will not copy or "
+    "share the meeting pack, and will not disclose anything that could identify a person, except "
+    "where the law or a safeguarding duty requires it."
+)
+
+
+class Meeting(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
+    """A panel meeting for one area: an agenda of cases ready for panel, its members (each of
+    whom accepts the confidentiality statement before seeing its cases), attendance, minutes."""
+
+    __tablename__ = "meetings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    area_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), nullable=False, index=True)
+    held_on: Mapped[date] = mapped_column(Date, nullable=False)
+    location: Mapped[str] = mapped_column(String(120), nullable=False)
+    status: Mapped[MeetingStatus] = mapped_column(
+        str_enum(MeetingStatus, 12), nullable=False, default=MeetingStatus.SCHEDULED
+    )
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+
+    area: Mapped[Any] = relationship("Area", lazy="joined")
+    items: Mapped[list[MeetingItem]] = relationship(
+        back_populates="meeting", order_by="MeetingItem.position", cascade="all, delete-orphan"
+    )
+    members: Mapped[list[MeetingMember]] = relationship(
+        back_populates="meeting", cascade="all, delete-orphan"
+    )
+
+    def __repr__(self) -> str:
+        return f"<Meeting {self.uuid}>"
+
+    def member(self, user: Any) -> MeetingMember | None:
+        return next((m for m in self.members if m.user_id == user.id), None)
+
+    def can_view(self, user: Any) -> bool:
+        if user.role == "coordinator":
+            return self.area_id in user.area_ids
+        return user.role == "panel_member" and self.member(user) is not None
+
+    def can_edit(self, user: Any) -> bool:
+        return user.role == "coordinator" and self.area_id in user.area_ids
+
+    def has_accepted(self, user: Any) -> bool:
+        member = self.member(user)
+        return member is not None and member.accepted_at is not None
+
+
+class MeetingItem(db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "meeting_items"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    meeting_id: Mapped[int] = mapped_column(
+        ForeignKey("meetings.id", ondelete="CASCADE"), nullable=False
+    )
+    case_id: Mapped[int] = mapped_column(
+        ForeignKey("cases.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    position: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    minutes_enc: Mapped[str | None] = mapped_column(Text)
+
+    meeting: Mapped[Meeting] = relationship(back_populates="items")
+    case: Mapped[Case] = relationship(lazy="joined")
+
+    __table_args__ = (UniqueConstraint("meeting_id", "case_id"),)
+
+    def __repr__(self) -> str:
+        return f"<MeetingItem {self.id}>"
+
+
+class MeetingMember(db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "meeting_members"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    meeting_id: Mapped[int] = mapped_column(
+        ForeignKey("meetings.id", ondelete="CASCADE"), nullable=False
+    )
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), nullable=False, index=True)
+    agency_id: Mapped[int | None] = mapped_column(ForeignKey("agencies.id"))
+    present: Mapped[bool | None] = mapped_column()
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    meeting: Mapped[Meeting] = relationship(back_populates="members")
+    user: Mapped[Any] = relationship("User", lazy="joined")
+    agency: Mapped[Agency | None] = relationship(lazy="joined")
+
+    __table_args__ = (UniqueConstraint("meeting_id", "user_id"),)
+
+    def __repr__(self) -> str:
+        return f"<MeetingMember {self.id}>"

@@ -19,7 +19,7 @@ from wtforms import SelectChoice as Opt
 from wtforms.validators import DataRequired, Length, Optional
 
 from dr_panel.cases.models import Substance
-from dr_panel.cases.services import ENUMS, LABELS
+from dr_panel.cases.services import ENUMS, IDENTITY_FIELDS, LABELS
 from dr_panel.forms import CheckboxListField, ChoiceField
 
 # (legend, fields) in page order. The short form for partner agencies uses SHORT.
@@ -55,7 +55,6 @@ GROUPS: list[tuple[str, list[str]]] = [
         ["full_name", "date_of_birth", "sex", "nhs_number", "address", "postcode"],
     ),
 ]
-IDENTITY = {"full_name", "date_of_birth", "sex", "nhs_number", "address", "postcode"}
 SHORT = {
     "case_type",
     "area",
@@ -144,7 +143,11 @@ def notification_form(
     wanted = [
         (
             legend,
-            [f for f in fields if (f in SHORT if short else True) and not (edit and f in IDENTITY)],
+            [
+                f
+                for f in fields
+                if (f in SHORT if short else True) and not (edit and f in IDENTITY_FIELDS)
+            ],
         )
         for legend, fields in GROUPS
     ]

@@ -592,29 +592,11 @@ def visible_cases(user: Any, f: CaseFilter) -> Select[Any]:
 
 # -- editing ------------------------------------------------------------------------------------
 
-EDITABLE = [
-    "case_type",
-    "area",
-    "notifying_agency",
-    "notified_on",
-    "event_date",
-    "event_time",
-    "date_is_found",
-    "setting",
-    "substances",
-    "route",
-    "naloxone_given",
-    "naloxone_by",
-    "naloxone_doses",
-    "nfo_outcome",
-    "treatment_status",
-    "recent_prison_release",
-    "housing_status",
-    "children_in_household",
-    "previous_overdoses",
-    "toxicology",
-    "coroner_stage",
-]
+# Who the person is: never edited with the event, never shown pseudonymised.
+IDENTITY_FIELDS = frozenset(
+    {"full_name", "date_of_birth", "sex", "nhs_number", "address", "postcode"}
+)
+EDITABLE = [name for name in FIELDS if name not in IDENTITY_FIELDS]
 
 
 class StaleEdit(Exception):

@@ -24,6 +24,7 @@ from dr_panel.keys_cli import keys
 from dr_panel.mail.cli import mail
 from dr_panel.reference import services as reference
 from dr_panel.reference.models import Sector
+from dr_panel.reviews.actions import actions_cli
 from dr_panel.reviews.cli import requests
 
 
@@ -304,6 +305,7 @@ main.add_command(keys)
 main.add_command(bench)
 main.add_command(mail)
 main.add_command(requests)
+main.add_command(actions_cli)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -84,6 +84,14 @@ ENCRYPTED_COLUMNS: tuple[EncryptedColumn, ...] = (
     EncryptedColumn("info_requests", "safeguarding_enc"),
     EncryptedColumn("info_requests", "chronology_enc"),
     EncryptedColumn("meeting_items", "minutes_enc", record_column="id"),
+    EncryptedColumn("actions", "description_enc"),
+    EncryptedColumn("actions", "not_accepted_reason_enc"),
+    EncryptedColumn("actions", "evidence_enc"),
+    EncryptedColumn("safety_plans", "risks_enc"),
+    EncryptedColumn("safety_plans", "protective_enc"),
+    EncryptedColumn("case_reviews", "missed_opportunities_enc"),
+    EncryptedColumn("case_factors", "description_enc"),
+    EncryptedColumn("learning_points", "text_enc"),
 )
 
 

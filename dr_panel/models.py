@@ -5,6 +5,14 @@ from dr_panel.auth.models import ApiToken, Role, User, UserSession, user_areas
 from dr_panel.cases.models import Case, CaseEvent, Person, Substance, case_substances
 from dr_panel.mail.models import OutboxMessage
 from dr_panel.reference.models import Agency, Area, Sector
+from dr_panel.reviews.actions import Action, SafetyPlan
+from dr_panel.reviews.findings import (
+    CaseReview,
+    Factor,
+    LearningPoint,
+    Theme,
+    learning_point_themes,
+)
 from dr_panel.reviews.models import InfoRequest, Meeting, MeetingItem, MeetingMember
 
 __all__ = [
@@ -12,4 +20,6 @@ __all__ = [
     "MeetingItem", "MeetingMember", "Outcome",
     "OutboxMessage", "Person", "Role", "Sector", "Substance", "User", "UserSession",
     "case_substances", "user_areas",
+    "Action", "SafetyPlan",
+    "CaseReview", "Factor", "LearningPoint", "Theme", "learning_point_themes",
 ]

@@ -30,6 +30,7 @@ from dr_panel.cases.services import ensure_substances
 from dr_panel.extensions import db, limiter
 from dr_panel.reference import services as reference
 from dr_panel.reference.models import Sector
+from dr_panel.reviews.findings import ensure_themes
 
 PASSWORD = "plum orchard lantern 47 drift"
 PG_URL = os.environ.get("TEST_DATABASE_URL")
@@ -130,6 +131,7 @@ def _seed_reference() -> None:
     )
     reference.save_agency(None, code="POLICE", name="Lancashire Constabulary", sector=Sector.POLICE)
     reference.save_agency(None, code="TREATMENT", name="Treatment service", sector=Sector.TREATMENT)
+    ensure_themes()
     db.session.commit()
 
 

@@ -68,7 +68,13 @@ MATRIX: dict[str, Any] = {
     "reviews.attendance": frozenset({Role.COORDINATOR}),
     "reviews.minutes": frozenset({Role.COORDINATOR}),
     "reviews.meeting_pack": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER}),
+    "reviews.findings": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER}),
     "cases.notify": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER, Role.AGENCY_CONTRIBUTOR}),
+    "reviews.add_action": frozenset({Role.COORDINATOR}),
+    "reviews.actions": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER, Role.AGENCY_CONTRIBUTOR}),
+    "reviews.action": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER, Role.AGENCY_CONTRIBUTOR}),
+    "reviews.safety_plan": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER}),
+    "reviews.safety_plans": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER}),
     # -- imports (bulk import)
     "imports.upload": frozenset({Role.COORDINATOR}),
     "imports.template": frozenset({Role.COORDINATOR}),

@@ -134,6 +134,14 @@ def test_rotation_of_thousands_loses_nothing_and_an_interrupted_run_resumes(
         "info_requests.safeguarding": 0,
         "info_requests.chronology": 0,
         "meeting_items.minutes": 0,
+        "actions.description": 0,
+        "actions.not_accepted_reason": 0,
+        "actions.evidence": 0,
+        "safety_plans.risks": 0,
+        "safety_plans.protective": 0,
+        "case_reviews.missed_opportunities": 0,
+        "case_factors.description": 0,
+        "learning_points.text": 0,
     }
 
     # 2. The rotation crashes in its third batch: two batches are saved, the third is not.

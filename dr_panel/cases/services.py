@@ -492,6 +492,10 @@ def create_notification(n: Notification, *, by: Any, source: str = "form") -> Ca
             "match": match.status.value,
         },
     )
+    if case.case_type is CaseType.NFO:
+        from dr_panel.reviews.actions import alert_plan_lead  # here: avoids an import cycle
+
+        alert_plan_lead(case)  # only when the person has an open safety plan
     return case
 
 

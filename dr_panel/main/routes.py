@@ -65,6 +65,34 @@ def _coordinator_items() -> list[dict[str, Any]]:
                 "endpoint": "cases.list_cases",
             }
         )
+    items += _safety_plan_items()
+    return items
+
+
+def _safety_plan_items() -> list[dict[str, Any]]:
+    from dr_panel.reviews import actions as act
+
+    items = []
+    alerts = len(act.new_nfos_with_plans(current_user.area_ids))
+    if alerts:
+        plural = "s" if alerts != 1 else ""
+        items.append(
+            {
+                "text": f"{alerts} new overdose{plural} for people with an open safety plan",
+                "hint": "The plan's lead has been e-mailed; review the plan.",
+                "endpoint": "reviews.safety_plans",
+            }
+        )
+    overdue = act.overdue_plan_reviews(current_user.area_ids)
+    if overdue:
+        plural = "s" if overdue != 1 else ""
+        items.append(
+            {
+                "text": f"{overdue} safety plan review{plural} overdue",
+                "hint": "Review the plan with its lead and set the next review date.",
+                "endpoint": "reviews.safety_plans",
+            }
+        )
     return items
 
 

@@ -343,3 +343,344 @@ def meeting_pack(uuid: str) -> Any:
         f'attachment; filename="meeting-pack-{m.held_on.isoformat()}.html"'
     )
     return response
+
+
+# -- findings and learning ------------------------------------------------------------------------
+
+from wtforms import BooleanField, HiddenField, TextAreaField  # noqa: E402
+from wtforms.validators import Optional  # noqa: E402
+
+from dr_panel.forms import CheckboxListField  # noqa: E402
+from dr_panel.reviews import findings as fd  # noqa: E402
+
+
+class FindingsForm(FlaskForm):
+    version = HiddenField()
+    missed_opportunities = TextAreaField(
+        "Missed opportunities",
+        validators=[Optional()],
+        description="Where a service could have acted differently. Stored encrypted.",
+        render_kw={"rows": 4},
+    )
+    preventability = ChoiceField(
+        "Could this have been prevented?",
+        choices=[Opt(p.value, p.label) for p in fd.Preventability],
+    )
+    learning_point = TextAreaField(
+        "A new learning point (optional)",
+        validators=[Optional()],
+        description="What partners should learn from this case. Stored encrypted.",
+        render_kw={"rows": 3},
+    )
+    themes = CheckboxListField(
+        "Themes of the learning point",
+        description="Themes are counted, without the text, for signals and trends.",
+    )
+    submit = SubmitField("Save the findings")
+
+
+for _domain in fd.Domain:
+    setattr(
+        FindingsForm,
+        f"{_domain.value}_description",
+        TextAreaField("Describe a new factor", validators=[Optional()], render_kw={"rows": 2}),
+    )
+    setattr(
+        FindingsForm,
+        f"{_domain.value}_score",
+        ChoiceField(
+            "Score",
+            choices=[Opt("", "Choose a score")] + [Opt(s.value, s.label) for s in fd.Score],
+        ),
+    )
+    setattr(FindingsForm, f"{_domain.value}_modifiable", BooleanField("Modifiable"))
+
+
+def findings_form() -> FindingsForm:
+    form = FindingsForm()
+    form.themes.choices = [Opt(t.code, t.name) for t in fd.active_themes()]
+    return form
+
+
+def _findings_input(form: FindingsForm) -> fd.FindingsInput:
+    factors = []
+    for d in fd.Domain:
+        score = form[f"{d.value}_score"].data
+        factors.append(
+            fd.NewFactor(
+                domain=d,
+                description=form[f"{d.value}_description"].data or "",
+                score=fd.Score(score) if score else None,
+                is_modifiable=bool(form[f"{d.value}_modifiable"].data),
+            )
+        )
+    return fd.FindingsInput(
+        missed_opportunities=form.missed_opportunities.data or "",
+        preventability=fd.Preventability(form.preventability.data),
+        factors=factors,
+        learning_point=form.learning_point.data or "",
+        theme_codes=list(form.themes.data or []),
+    )
+
+
+@bp.route("/cases/<uuid>/findings", methods=["GET", "POST"])
+@PANEL
+def findings(uuid: str) -> Any:
+    case = get_or_404(Case, uuid, need="view")
+    editing = fd.can_edit_findings(case, me())
+    is_open = fd.open_for_findings(case)
+    form = findings_form()
+    status = 200
+    stale = False
+    if request.method == "POST":
+        if not (editing and is_open):
+            flash(fd.closed_message(case) if not is_open else "You cannot edit these.", "error")
+            return redirect(url_for("reviews.findings", uuid=case.uuid))
+        if form.validate_on_submit():
+            version = form.version.data or ""
+            try:
+                fd.save_findings(
+                    case,
+                    _findings_input(form),
+                    by=me(),
+                    expected_version=int(version) if version.isdigit() else 0,
+                )
+            except fd.FindingsError as err:
+                db.session.rollback()
+                field = err.field if err.field in form else "missed_opportunities"
+                form[field].errors = [*form[field].errors, str(err)]
+                stale = isinstance(err, fd.StaleFindings)
+                status = 409 if stale else 400
+            else:
+                db.session.commit()
+                flash("Findings saved.", "success")
+                return redirect(url_for("reviews.findings", uuid=case.uuid))
+        else:
+            status = 400
+    shown = fd.findings_of(case)
+    if request.method == "GET":
+        form.missed_opportunities.data = shown.missed_opportunities or ""
+        if shown.review is not None:
+            form.preventability.data = shown.review.preventability.value
+    if request.method == "GET" or stale:
+        # A stale save keeps the typed input; the version moves on to what is saved now (shown
+        # beside it), so the next save, after merging, goes through.
+        form.version.data = str(shown.version)
+    return render_template(
+        "reviews/findings.html",
+        case=case,
+        form=form,
+        shown=shown,
+        editing=editing and is_open,
+        is_open=is_open,
+        closed_message=fd.closed_message(case),
+        stale=stale,
+        domains=list(fd.Domain),
+    ), status
+
+
+# -- actions and safety plans ---------------------------------------------------------------------
+
+from dr_panel.reviews import actions as act  # noqa: E402
+from dr_panel.reviews.action_forms import (  # noqa: E402
+    ACTION_STATUS_LABELS,
+    ActionForm,
+    ActionUpdateForm,
+    PlanForm,
+)
+from dr_panel.security import deny  # noqa: E402
+
+ACTION_READERS = roles(Role.COORDINATOR, Role.PANEL_MEMBER, Role.AGENCY_CONTRIBUTOR)
+
+
+def _action_form(**kwargs: Any) -> ActionForm:
+    form = ActionForm(**kwargs)
+    form.agency.choices = [Opt("", "Choose the agency")] + [
+        Opt(a.code, a.label) for a in all_agencies(active_only=True)
+    ]
+    return form
+
+
+@bp.app_template_global()
+def case_actions_panel(case: Case) -> dict[str, Any]:
+    """For the case page: the case's actions, the form to add one (coordinators, once the case
+    is reviewed), and the person's safety plan."""
+    user = me()
+    can_add = case.can_edit(user) and case.status in act.OPEN_FOR_ACTIONS
+    return {
+        "actions": act.case_actions(case),
+        "form": _action_form() if can_add else None,
+        "plan": act.plan_for(case.person),
+        "labels": ACTION_STATUS_LABELS,
+        "text_of": act.text_of,
+    }
+
+
+@bp.route("/cases/<uuid>/actions", methods=["POST"])
+@roles(Role.COORDINATOR)
+def add_action(uuid: str) -> Any:
+    case = get_or_404(Case, uuid, need="edit")
+    form = _action_form()
+    if form.validate_on_submit():
+        agency = next(
+            (a for a in all_agencies(active_only=True) if a.code == form.agency.data), None
+        )
+        try:
+            act.create_action(
+                case,
+                description=form.description.data or "",
+                agency=agency,
+                due_on=form.due_on.data,
+                by=me(),
+            )
+        except act.ActionError as err:
+            db.session.rollback()
+            flash(str(err), "error")
+        else:
+            db.session.commit()
+            flash(f"Action added for {agency.name if agency else 'the agency'}.", "success")
+    else:
+        for errors in form.errors.values():
+            flash(" ".join(errors), "error")
+    return redirect(url_for("cases.view_case", uuid=case.uuid) + "#actions")
+
+
+@bp.route("/actions")
+@ACTION_READERS
+def actions() -> Any:
+    return render_template(
+        "reviews/actions.html", groups=act.tracker(me()), labels=ACTION_STATUS_LABELS
+    )
+
+
+@bp.route("/actions/<uuid>", methods=["GET", "POST"])
+@ACTION_READERS
+def action(uuid: str) -> Any:
+    a = get_or_404(act.Action, uuid, need="view")
+    can_update = a.can_update(me())
+    form = ActionUpdateForm()
+    status = 200
+    if request.method == "GET":
+        form.status.data = a.status.value
+        form.evidence.data = act.text_of(a, "evidence") or ""
+        form.reason.data = act.text_of(a, "not_accepted_reason") or ""
+        form.version.data = str(a.version)
+    elif not can_update:
+        deny(object_type="actions", object_uuid=a.uuid, why="record:update")
+    elif form.validate_on_submit():
+        change = act.ActionUpdate(
+            status=act.ActionStatus(form.status.data),
+            evidence=form.evidence.data,
+            reason=form.reason.data,
+        )
+        try:
+            version = int(form.version.data) if (form.version.data or "").isdigit() else None
+            act.update_action(a, change, by=me(), expected_version=version)
+        except act.ActionError as err:
+            db.session.rollback()
+            db.session.refresh(a)
+            field = err.field if err.field in form else "status"
+            form[field].errors = [*form[field].errors, str(err)]
+            status = 409 if isinstance(err, act.StaleAction) else 400
+        else:
+            db.session.commit()
+            flash("Action updated.", "success")
+            return redirect(url_for("reviews.action", uuid=a.uuid))
+    else:
+        status = 400
+    return render_template(
+        "reviews/action.html",
+        action=a,
+        form=form if can_update else None,
+        description=act.text_of(a, "description"),
+        evidence=act.text_of(a, "evidence"),
+        reason=act.text_of(a, "not_accepted_reason"),
+        labels=ACTION_STATUS_LABELS,
+        show_case=a.case.can_view(me()),
+    ), status
+
+
+def _plan_form(case: Case) -> PlanForm:
+    form = PlanForm()
+    form.lead.choices = [Opt("", "Choose the lead professional")] + [
+        Opt(str(u.uuid), u.display_name + (f" ({u.agency.name})" if u.agency else ""))
+        for u in act.lead_candidates(case)
+    ]
+    form.lead_agency.choices = [Opt("", "Not given")] + [
+        Opt(a.code, a.label) for a in all_agencies(active_only=True)
+    ]
+    return form
+
+
+@bp.route("/cases/<uuid>/safety-plan", methods=["GET", "POST"])
+@PANEL
+def safety_plan(uuid: str) -> Any:
+    case = get_or_404(Case, uuid, need="view")
+    plan = act.plan_for(case.person)
+    form = _plan_form(case)
+    status = 200
+    if request.method == "GET":
+        if plan is not None:
+            form.status.data = plan.status.value
+            form.risks.data = act.text_of(plan, "risks") or ""
+            form.protective.data = act.text_of(plan, "protective") or ""
+            form.interventions.data = [i.value for i in plan.intervention_list]
+            form.lead.data = str(plan.lead_user.uuid)
+            form.lead_agency.data = plan.lead_agency.code if plan.lead_agency else ""
+            form.review_on.data = plan.review_on
+            form.version.data = str(plan.version)
+        else:
+            form.status.data = act.PlanStatus.OPEN.value
+            form.lead.data = str(me().uuid)
+            form.lead_agency.data = me().agency.code if me().agency else ""
+    elif form.validate_on_submit():
+        leads = {str(u.uuid): u for u in act.lead_candidates(case)}
+        agency = next(
+            (a for a in all_agencies(active_only=True) if a.code == form.lead_agency.data), None
+        )
+        data = act.PlanInput(
+            status=act.PlanStatus(form.status.data),
+            risks=form.risks.data,
+            protective=form.protective.data,
+            interventions=[act.Intervention(v) for v in form.interventions.data or []],
+            lead=leads.get(form.lead.data or ""),
+            lead_agency=agency,
+            review_on=form.review_on.data,
+        )
+        try:
+            # An empty version: the form was opened before any plan existed.
+            version = int(form.version.data) if (form.version.data or "").isdigit() else 0
+            plan = act.save_plan(case, data, by=me(), expected_version=version)
+        except act.PlanError as err:
+            db.session.rollback()
+            plan = act.plan_for(case.person)
+            field = err.field if err.field in form else "risks"
+            form[field].errors = [*form[field].errors, str(err)]
+            status = 409 if isinstance(err, act.StalePlan) else 400
+        else:
+            db.session.commit()
+            flash("Safety plan saved.", "success")
+            return redirect(url_for("reviews.safety_plan", uuid=case.uuid))
+    else:
+        status = 400
+    return render_template(
+        "reviews/safety_plan.html",
+        case=case,
+        plan=plan,
+        form=form,
+        new_nfos=[
+            c
+            for c in act.new_nfos_with_plans(me().area_ids)
+            if plan is not None and c.person_id == plan.person_id
+        ],
+    ), status
+
+
+@bp.route("/safety-plans")
+@PANEL
+def safety_plans() -> Any:
+    return render_template(
+        "reviews/safety_plans.html",
+        plans=act.plans_for(me()),
+        new_nfos=act.new_nfos_with_plans(me().area_ids),
+    )

@@ -19,6 +19,7 @@ from dr_panel.auth import services as accounts
 from dr_panel.auth.models import Role, User
 from dr_panel.bench import bench
 from dr_panel.cases.imports import import_group
+from dr_panel.dbtypes import refresh_planner_statistics
 from dr_panel.extensions import db
 from dr_panel.keys_cli import keys
 from dr_panel.mail.cli import mail
@@ -286,6 +287,7 @@ def start(host: str, port: int) -> None:
             "No accounts yet: create an admin with\n"
             "  dr-panel users create --email you@example.org --role admin --area E06000009"
         )
+    refresh_planner_statistics(db.session)  # after any demo data, before the first page
     click.echo(f"dr-panel is running at http://{host}:{port}/  (Ctrl+C to stop)")
     # Werkzeug's server directly: Flask ignores app.run() inside a CLI command. Threads, so one
     # slow page does not hold up another; for production, serve with a WSGI server instead.

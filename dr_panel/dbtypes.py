@@ -47,3 +47,17 @@ def parse_uuid(raw: str) -> uuid.UUID | None:
         return uuid.UUID(str(raw))
     except (ValueError, TypeError, AttributeError):
         return None
+
+
+def refresh_planner_statistics(session: Any) -> None:
+    """Give the query planner fresh statistics (ANALYZE). Without them SQLite answers the newest-
+    first case list by sorting every matching row (about a second at 300,000 cases) instead of
+    walking ix_cases_event_date_id and stopping after a page (under a millisecond). Run after a
+    bulk import and at start-up; PostgreSQL's autovacuum also does this by itself."""
+    from sqlalchemy import text
+
+    bind = session.get_bind()
+    session.execute(text("ANALYZE"))
+    if bind.dialect.name == "sqlite":
+        session.execute(text("PRAGMA optimize"))
+    session.commit()

@@ -16,6 +16,9 @@ class ChoiceField(SelectField):
     """A select whose refusal says what to do, not only "Not a valid choice"."""
 
     def __init__(self, label: str | None = None, validators: Any = None, **kwargs: Any) -> None:
+        # "Required" belongs to the group (its legend and message), not to every box: otherwise
+        # a screen reader announces each option as required.
+        kwargs["render_kw"] = {**kwargs.get("render_kw", {}), "required": False}
         kwargs.setdefault(
             "invalid_choice_message",
             f"Choose one of the options listed for {(label or 'this').lower()}.",

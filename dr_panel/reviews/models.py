@@ -29,13 +29,20 @@ class Engagement(Labelled):
     UNKNOWN = "unknown"
 
 
-# Free-text parts of a return: (attribute stem, label). Each is stored as "<stem>_enc".
+# Free-text parts of a return: (attribute stem, label for the agency answering). Each is stored
+# as "<stem>_enc". PANEL_LABELS are the same parts as the panel reads them.
 RETURN_TEXTS = [
     ("risks", "Risks known to your agency"),
     ("services", "Services involved"),
     ("safeguarding", "Safeguarding concerns"),
     ("chronology", "Chronology of contact"),
 ]
+PANEL_LABELS = {
+    "risks": "Risks known to the agency",
+    "services": "Services involved",
+    "safeguarding": "Safeguarding concerns",
+    "chronology": "Chronology of contact",
+}
 
 
 class InfoRequest(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]

@@ -22,6 +22,7 @@ from dr_panel.reviews import services
 from dr_panel.reviews.forms import RequestForm, ReturnForm
 from dr_panel.reviews.models import (
     CONFIDENTIALITY_STATEMENT,
+    PANEL_LABELS,
     RETURN_TEXTS,
     Engagement,
     InfoRequest,
@@ -88,6 +89,7 @@ def view_request(uuid: str) -> Any:
         req=req,
         texts=texts,
         labels=RETURN_TEXTS,
+        panel_labels=PANEL_LABELS,
         note=services.text_of(req, "note"),
     )
 
@@ -334,7 +336,8 @@ def meeting_pack(uuid: str) -> Any:
     cases = mt.pack(m, by=me(), download=download)
     db.session.commit()
     html = render_template(
-        "reviews/pack.html", meeting=m, cases=cases, labels=RETURN_TEXTS, download=download
+        "reviews/pack.html", meeting=m, cases=cases, labels=RETURN_TEXTS,
+        panel_labels=PANEL_LABELS, download=download
     )
     if not download:
         return html
@@ -549,7 +552,8 @@ def add_action(uuid: str) -> Any:
 @ACTION_READERS
 def actions() -> Any:
     return render_template(
-        "reviews/actions.html", groups=act.tracker(me()), labels=ACTION_STATUS_LABELS
+        "reviews/actions.html", groups=act.tracker(me()), labels=ACTION_STATUS_LABELS,
+        describe=lambda a: act.text_of(a, "description")
     )
 
 

@@ -16,8 +16,12 @@ from dr_panel.cases.models import (
     MatchStatus,
     NaloxoneBy,
     Sex,
+    YesNoUnknown,
 )
 from dr_panel.cases.services import ENUMS, FIELDS, LABELS, REQUIRED
+from dr_panel.cases.workflow import TRANSITIONS
+from dr_panel.reviews.actions import ActionStatus
+from dr_panel.reviews.models import RETURN_TEXTS, Engagement, RequestStatus
 
 PROBLEM = "application/problem+json"
 NULL = "null"
@@ -213,6 +217,237 @@ def _notification_schema(active_substances: list[str]) -> dict[str, Any]:
     }
 
 
+def _body_schema(
+    spec: dict[str, api.Field], description: str, described: dict[str, str]
+) -> dict[str, Any]:
+    """A request body's schema from the spec ``api.check_body`` checks it against."""
+    properties: dict[str, Any] = {}
+    for key, field in spec.items():
+        if field.kind == "text":
+            schema: dict[str, Any] = {"type": "string", "maxLength": field.max_length}
+        elif field.kind == "date":
+            schema = {"type": "string", "format": "date"}
+        elif field.kind == "version":
+            schema = {"type": "integer", "minimum": 1, "maximum": api.VERSION_MAX}
+        elif field.kind == "bool":
+            schema = {"type": "boolean"}
+        elif field.kind == "choice":
+            schema = {"type": "string", "enum": list(field.values)}
+        else:  # choices
+            items: dict[str, Any] = {"type": "string"}
+            if field.values:
+                items["enum"] = list(field.values)
+            schema = {"type": "array", "items": items, "minItems": 1, "uniqueItems": True}
+        if not field.required:
+            schema = _nullable(schema)
+            if "enum" in schema:
+                schema["enum"] = [*schema["enum"], None]
+        if key in described:
+            schema["description"] = described[key]
+        properties[key] = schema
+    return {
+        "type": "object",
+        "description": description,
+        "properties": properties,
+        "required": [k for k, f in spec.items() if f.required],
+        "additionalProperties": False,
+    }
+
+
+def _object(properties: dict[str, Any], description: str = "") -> dict[str, Any]:
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+    if description:
+        schema["description"] = description
+    return schema
+
+
+DATETIME = {"type": "string", "format": "date-time"}
+TEXT_OR_NULL = {"type": ["string", NULL]}
+
+
+def _workflow_schemas(agencies: list[str]) -> dict[str, Any]:
+    status = _enum(CaseStatus)
+    names = [t.name for t in TRANSITIONS]
+    texts = {stem: {**TEXT_OR_NULL, "description": label} for stem, label in RETURN_TEXTS}
+    return {
+        "TransitionRequest": _body_schema(
+            api.transition_spec(),
+            "One step in the case's workflow. GET the transitions first: 'available' lists "
+            "the steps you may take now and what each needs.",
+            {
+                "transition": "The step to take.",
+                "reason": "Why; needed by the steps whose needs_reason is true. Stored "
+                "encrypted; do not put names or other identifiers in it.",
+                "expected_on": "When the results or the inquest are expected (YYYY-MM-DD, "
+                "today or later); needed by the awaiting steps.",
+                "duplicate_of": "The reference of the case to keep, like NFO-2026-0012; needed "
+                "by 'duplicate'.",
+                "version": "The case's version from GET transitions: if someone changed the "
+                "case since, nothing is saved and the answer is 409.",
+            },
+        ),
+        "Transitions": _object(
+            {
+                "case": UUID,
+                "status": status,
+                "version": {"type": "integer", "minimum": 1},
+                "available": {
+                    "type": "array",
+                    "items": _object(
+                        {
+                            "transition": {"type": "string", "enum": names},
+                            "label": {"type": "string"},
+                            "to_status": status,
+                            "needs_reason": {"type": "boolean"},
+                            "needs_expected_on": {"type": "boolean"},
+                            "needs_duplicate_of": {"type": "boolean"},
+                            "hint": {"type": "string"},
+                        }
+                    ),
+                },
+                "timeline": {
+                    "type": "array",
+                    "items": _object(
+                        {
+                            "uuid": UUID,
+                            "occurred_at": DATETIME,
+                            "transition": {"type": "string"},
+                            "from_status": status,
+                            "to_status": status,
+                            "by": TEXT_OR_NULL,
+                            "reason": TEXT_OR_NULL,
+                            "expected_on": _nullable(DATE),
+                        }
+                    ),
+                },
+            },
+            "The steps you may take on the case now, and its timeline, oldest first.",
+        ),
+        "NewRequests": _body_schema(
+            api.request_spec(agencies),
+            "Ask agencies what they knew of the person. Each agency's contributors in the "
+            "case's area get an e-mail with a link and the due date, never who the person is.",
+            {
+                "agencies": "Codes of the agencies to ask; each at most once per case.",
+                "due_on": "When the answers are due (YYYY-MM-DD, today or later).",
+                "note": "What the panel most needs to know. Stored encrypted.",
+            },
+        ),
+        "InfoRequest": _object(
+            {
+                "uuid": UUID,
+                "case": _object(
+                    {
+                        "uuid": UUID,
+                        "reference": {"type": "string"},
+                        "case_type": _enum(CaseType),
+                        "area": _object({"code": {"type": "string"}, "name": {"type": "string"}}),
+                    }
+                ),
+                "agency": _object({"code": {"type": "string"}, "name": {"type": "string"}}),
+                "status": _enum(RequestStatus),
+                "due_on": DATE,
+                "overdue": {"type": "boolean"},
+                "requested_at": DATETIME,
+                "note": TEXT_OR_NULL,
+                "known_to_agency": _enum(YesNoUnknown),
+                "first_contact_on": _nullable(DATE),
+                "last_contact_on": _nullable(DATE),
+                "engagement": _enum(Engagement),
+                **texts,
+                "saved_at": _nullable(DATETIME),
+                "returned_at": _nullable(DATETIME),
+                "version": {"type": "integer", "minimum": 1},
+            },
+            "An information request to an agency and its return. No identifier of the person.",
+        ),
+        "InfoRequestList": _object(
+            {"items": {"type": "array", "items": {"$ref": "#/components/schemas/InfoRequest"}}}
+        ),
+        "SentRequests": _object(
+            {
+                "items": {"type": "array", "items": {"$ref": "#/components/schemas/InfoRequest"}},
+                "unreachable": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "Codes of the agencies with no one to e-mail in the case's "
+                    "area: tell them another way.",
+                },
+            }
+        ),
+        "Return": _body_schema(
+            api.return_spec(),
+            "An agency's return. submit=false saves a draft; submit=true sends it to the "
+            "panel, after which it cannot change.",
+            {
+                "submit": "true to submit the return; false to save a draft.",
+                "version": "The request's version from GET /api/v1/requests: if a colleague "
+                "saved since, nothing is saved and the answer is 409.",
+                **{stem: f"{label}. Stored encrypted." for stem, label in RETURN_TEXTS},
+            },
+        ),
+    }
+
+
+def _action_schemas(agencies: list[str]) -> dict[str, Any]:
+    case = _object(
+        {
+            "uuid": UUID,
+            "reference": {"type": "string"},
+            "case_type": _enum(CaseType),
+            "area": _object({"code": {"type": "string"}, "name": {"type": "string"}}),
+        }
+    )
+    return {
+        "NewAction": _body_schema(
+            api.action_spec(agencies),
+            "A SMART action for a reviewed case, owned by one agency.",
+            {
+                "description": "What is to be done, by whom, and how the panel will know it is "
+                "done. Stored encrypted.",
+                "agency": "The code of the agency that owns the action.",
+                "due_on": "When it is due (YYYY-MM-DD, today or later).",
+            },
+        ),
+        "ActionUpdate": _body_schema(
+            api.action_update_spec(),
+            "The owner agency's update of an action.",
+            {
+                "evidence": "Needed for 'done': the evidence it is done. Stored encrypted.",
+                "reason": "Needed for 'not_accepted': why. Stored encrypted.",
+                "version": "The action's version you were given: if a colleague updated it "
+                "since, nothing is saved and the answer is 409.",
+            },
+        ),
+        "Action": _object(
+            {
+                "uuid": UUID,
+                "case": case,
+                "agency": _object({"code": {"type": "string"}, "name": {"type": "string"}}),
+                "description": {"type": "string"},
+                "due_on": DATE,
+                "status": _enum(ActionStatus),
+                "overdue": {"type": "boolean"},
+                "evidence": TEXT_OR_NULL,
+                "not_accepted_reason": TEXT_OR_NULL,
+                "created_at": DATETIME,
+                "updated_at": _nullable(DATETIME),
+                "completed_at": _nullable(DATETIME),
+                "version": {"type": "integer", "minimum": 1},
+            },
+            "An action from a case review. No identifier of the person.",
+        ),
+        "ActionList": _object(
+            {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Action"}}}
+        ),
+    }
+
+
 def _problem_schema() -> dict[str, Any]:
     return {
         "type": "object",
@@ -254,9 +489,198 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
     }
 
 
-def document(substances: Iterable[str], active_substances: Iterable[str]) -> dict[str, Any]:
+def _json(name: str, description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}},
+    }
+
+
+def _body(name: str) -> dict[str, Any]:
+    return {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}},
+    }
+
+
+def _path_uuid(what: str) -> dict[str, Any]:
+    return {
+        "name": "uuid",
+        "in": "path",
+        "required": True,
+        "schema": UUID,
+        "description": f"The {what}'s UUID.",
+    }
+
+
+def _workflow_paths() -> dict[str, Any]:
+    case_404 = _problem("No such case, or it is outside your areas (the two are not told apart).")
+    common = {"401": _ref("Unauthorized"), "403": _ref("Forbidden")}
+    too_large = _problem(f"The body is larger than {api.BODY_MAX_BYTES // 1024} KiB.")
+    return {
+        "/api/v1/cases/{uuid}/transitions": {
+            "get": {
+                "operationId": "getTransitions",
+                "summary": "The steps you may take on a case now, and its timeline.",
+                "parameters": [_path_uuid("case")],
+                "responses": {
+                    "200": _json("Transitions", "The steps and the timeline."),
+                    **common,
+                    "404": case_404,
+                },
+            },
+            "post": {
+                "operationId": "moveCase",
+                "summary": "Take one step in a case's workflow (panel coordinators).",
+                "parameters": [_path_uuid("case")],
+                "requestBody": _body("TransitionRequest"),
+                "responses": {
+                    "200": _json("Case", "Done. The body is the case, pseudonymised."),
+                    "400": _ref("BadRequest"),
+                    **common,
+                    "404": case_404,
+                    "409": _problem(
+                        "Someone changed the case after the version you gave; nothing was "
+                        "saved. Look again, then choose."
+                    ),
+                    "413": too_large,
+                },
+            },
+        },
+        "/api/v1/cases/{uuid}/requests": {
+            "get": {
+                "operationId": "listCaseRequests",
+                "summary": "The information requests of a case, and the agencies' returns.",
+                "parameters": [_path_uuid("case")],
+                "responses": {
+                    "200": _json("InfoRequestList", "The requests, oldest first."),
+                    **common,
+                    "404": case_404,
+                },
+            },
+            "post": {
+                "operationId": "sendRequests",
+                "summary": "Ask agencies for information (panel coordinators).",
+                "parameters": [_path_uuid("case")],
+                "requestBody": _body("NewRequests"),
+                "responses": {
+                    "201": _json("SentRequests", "Sent: one request per agency."),
+                    "400": _ref("BadRequest"),
+                    **common,
+                    "404": case_404,
+                    "409": _problem(
+                        "A request to one of the agencies was saved at the same moment; "
+                        "nothing was saved."
+                    ),
+                    "413": too_large,
+                },
+            },
+        },
+        "/api/v1/requests": {
+            "get": {
+                "operationId": "listMyRequests",
+                "summary": "Your agency's requests in your areas (agency contributors): open "
+                "ones first, soonest due first.",
+                "responses": {
+                    "200": _json("InfoRequestList", "The requests."),
+                    **common,
+                },
+            }
+        },
+        "/api/v1/requests/{uuid}/return": {
+            "put": {
+                "operationId": "saveReturn",
+                "summary": "Save or submit your agency's return (agency contributors).",
+                "parameters": [_path_uuid("request")],
+                "requestBody": _body("Return"),
+                "responses": {
+                    "200": _json("InfoRequest", "Saved. The body is the request and return."),
+                    "400": _ref("BadRequest"),
+                    **common,
+                    "404": _problem(
+                        "No such request, or it is not addressed to your agency in your areas."
+                    ),
+                    "409": _problem(
+                        "A colleague saved the return after the version you gave, or it was "
+                        "already submitted; nothing was saved."
+                    ),
+                    "413": too_large,
+                },
+            }
+        },
+    }
+
+
+def _action_paths() -> dict[str, Any]:
+    common = {"401": _ref("Unauthorized"), "403": _ref("Forbidden")}
+    too_large = _problem(f"The body is larger than {api.BODY_MAX_BYTES // 1024} KiB.")
+    case_404 = _problem("No such case, or it is outside your areas (the two are not told apart).")
+    return {
+        "/api/v1/cases/{uuid}/actions": {
+            "get": {
+                "operationId": "listCaseActions",
+                "summary": "The actions set for a case, soonest due first.",
+                "parameters": [_path_uuid("case")],
+                "responses": {
+                    "200": _json("ActionList", "The actions."),
+                    **common,
+                    "404": case_404,
+                },
+            },
+            "post": {
+                "operationId": "addAction",
+                "summary": "Set an action for a reviewed case (panel coordinators).",
+                "parameters": [_path_uuid("case")],
+                "requestBody": _body("NewAction"),
+                "responses": {
+                    "201": _json("Action", "Added."),
+                    "400": _ref("BadRequest"),
+                    **common,
+                    "404": case_404,
+                    "413": too_large,
+                },
+            },
+        },
+        "/api/v1/actions": {
+            "get": {
+                "operationId": "listActions",
+                "summary": "The action tracker: every action you may see, by owner agency, "
+                "overdue first.",
+                "responses": {"200": _json("ActionList", "The actions."), **common},
+            }
+        },
+        "/api/v1/actions/{uuid}": {
+            "patch": {
+                "operationId": "updateAction",
+                "summary": "Update an action's status (the owner agency's panel members and "
+                "contributors in the case's area).",
+                "parameters": [_path_uuid("action")],
+                "requestBody": _body("ActionUpdate"),
+                "responses": {
+                    "200": _json("Action", "Updated."),
+                    "400": _ref("BadRequest"),
+                    **common,
+                    "404": _problem("No such action, or you may not see it."),
+                    "409": _problem(
+                        "A colleague updated the action after the version you gave; nothing "
+                        "was saved."
+                    ),
+                    "413": too_large,
+                },
+            }
+        },
+    }
+
+
+def document(
+    substances: Iterable[str],
+    active_substances: Iterable[str],
+    *,
+    agencies: Iterable[str] = (),
+) -> dict[str, Any]:
     """The whole document. ``substances``: every code (for filters); ``active_substances``: the
-    codes a new notification may use."""
+    codes a new notification may use; ``agencies``: the codes of the agencies that may be
+    asked."""
     all_codes = sorted(substances)
     active = sorted(active_substances)
     list_params = [
@@ -329,7 +753,8 @@ def document(substances: Iterable[str], active_substances: Iterable[str]) -> dic
             "version": "1.0.0",
             "description": (
                 "Drug-related death and non-fatal overdose cases, with the same access rules as "
-                "the web pages: panel coordinators and panel members, in their own areas only. "
+                "the web pages: panel coordinators and panel members, in their own areas only; "
+                "agency contributors, for their agency's information requests. "
                 "Authenticate with a personal API token (create one at /account/tokens, or with "
                 "'dr-panel tokens create EMAIL') sent as 'Authorization: Bearer drp_...'. "
                 "Cases are pseudonymised; identifiers are given only with reveal=1 and a "
@@ -443,6 +868,8 @@ def document(substances: Iterable[str], active_substances: Iterable[str]) -> dic
                     },
                 }
             },
+            **_workflow_paths(),
+            **_action_paths(),
         },
         "components": {
             "securitySchemes": {
@@ -474,6 +901,8 @@ def document(substances: Iterable[str], active_substances: Iterable[str]) -> dic
                     "additionalProperties": False,
                 },
                 "Notification": _notification_schema(active),
+                **_workflow_schemas(sorted(agencies)),
+                **_action_schemas(sorted(agencies)),
                 "Problem": _problem_schema(),
             },
             "responses": {
@@ -484,7 +913,7 @@ def document(substances: Iterable[str], active_substances: Iterable[str]) -> dic
                 "Unauthorized": _problem(
                     "No API token, or it is unknown, revoked, or its account is disabled."
                 ),
-                "Forbidden": _problem("Your role does not give access to cases."),
+                "Forbidden": _problem("Your role does not give access to this."),
             },
         },
     }

@@ -8,6 +8,18 @@ GET    /api/v1/cases                         coordinator, panel member; their ar
 POST   /api/v1/cases                         coordinator, panel member; their areas only
 GET    /api/v1/cases/<uuid>                  coordinator, panel member; ``can_view``;
                                              ``?reveal=1`` also ``can_reveal``, audited
+GET    /api/v1/cases/<uuid>/transitions      coordinator, panel member; ``can_view``
+POST   /api/v1/cases/<uuid>/transitions      coordinator; ``can_edit``
+GET    /api/v1/cases/<uuid>/requests         coordinator, panel member; ``can_view``
+POST   /api/v1/cases/<uuid>/requests         coordinator; ``can_edit``
+GET    /api/v1/requests                      agency contributor: their agency's queue
+PUT    /api/v1/requests/<uuid>/return        agency contributor; ``InfoRequest.can_answer``
+GET    /api/v1/cases/<uuid>/actions          coordinator, panel member; ``can_view``
+POST   /api/v1/cases/<uuid>/actions          coordinator; ``can_edit``
+GET    /api/v1/actions                       coordinator, panel member, agency contributor:
+                                             the tracker of the actions they may see
+PATCH  /api/v1/actions/<uuid>                coordinator, panel member, agency contributor;
+                                             ``Action.can_view``, then ``can_update`` (403)
 GET    /account/tokens                       signed in, in a browser: their own tokens
 POST   /account/tokens                       signed in, in a browser: create one
 POST   /account/tokens/<uuid>/revoke         signed in, in a browser: their own token only
@@ -44,7 +56,8 @@ from dr_panel.api import services as api
 from dr_panel.api.forms import TokenForm
 from dr_panel.api.openapi import document
 from dr_panel.auth.models import ApiToken, Role, User
-from dr_panel.cases.models import Case, Substance
+from dr_panel.cases import workflow
+from dr_panel.cases.models import Case, Substance, YesNoUnknown
 from dr_panel.cases.services import (
     Lookups,
     create_notification,
@@ -55,6 +68,11 @@ from dr_panel.cases.services import (
 )
 from dr_panel.extensions import csrf, db
 from dr_panel.forms import EmptyForm
+from dr_panel.reference.models import Agency
+from dr_panel.reference.services import all_agencies
+from dr_panel.reviews import actions as act
+from dr_panel.reviews import services as reviews
+from dr_panel.reviews.models import RETURN_TEXTS, Engagement, InfoRequest, RequestStatus
 from dr_panel.security import deny, get_or_404, problem, public, roles, signed_in
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -83,7 +101,10 @@ def invalid(errors: dict[str, str], detail: str) -> Response:
 @public
 def openapi() -> Any:
     rows = db.session.execute(select(Substance.code, Substance.is_active)).all()
-    doc = document([c for c, _ in rows], [c for c, active in rows if active])
+    agencies = db.session.scalars(select(Agency.code).where(Agency.is_active.is_(True)))
+    doc = document(
+        [c for c, _ in rows], [c for c, active in rows if active], agencies=sorted(agencies)
+    )
     # Not jsonify: its sorted keys would scramble the documented order of the fields.
     return current_app.response_class(json.dumps(doc, indent=1), mimetype="application/json")
 
@@ -195,6 +216,244 @@ def get_case(uuid: str) -> Any:
         db.session.commit()  # the audit entry is safe before a single identifier is sent
         body["identifiers"] = api.identifiers_json(case, identity)
     return jsonify(body)
+
+
+# -- workflow -----------------------------------------------------------------------------------
+
+
+def json_body() -> tuple[dict[str, Any] | None, Response | None]:
+    """The request's JSON object, or the problem to answer instead."""
+    if not request.is_json:
+        return None, problem(
+            400,
+            "The request was not valid",
+            "Send a JSON object, with 'Content-Type: application/json'.",
+        )
+    request.max_content_length = api.BODY_MAX_BYTES
+    try:
+        body = json.loads(request.get_data(cache=False))
+    except RequestEntityTooLarge:
+        return None, problem(
+            413,
+            "The request is too large",
+            f"A request is at most {api.BODY_MAX_BYTES // 1024} KiB. Nothing was saved.",
+        )
+    except (ValueError, RecursionError):
+        return None, problem(
+            400,
+            "The request was not valid",
+            "The body is not valid JSON (UTF-8). Check the quotes, commas and brackets.",
+        )
+    if not isinstance(body, dict):
+        return None, problem(400, "The request was not valid", "The body must be one JSON object.")
+    return body, None
+
+
+NOT_SAVED = "Nothing was saved. Fix the fields listed in 'errors' and send it again."
+
+
+@bp.get("/cases/<uuid>/transitions")
+@case_roles
+def list_transitions(uuid: str) -> Any:
+    case = get_or_404(Case, uuid, need="view")
+    return jsonify(api.transitions_json(case, me()))
+
+
+@bp.post("/cases/<uuid>/transitions")
+@roles(Role.COORDINATOR)
+def move_case(uuid: str) -> Any:
+    case = get_or_404(Case, uuid, need="edit")
+    body, refused = json_body()
+    if body is None:
+        return refused
+    data, errors = api.check_body(body, api.transition_spec())
+    if errors:
+        return invalid(errors, NOT_SAVED)
+    try:
+        workflow.move(
+            case,
+            data["transition"],
+            by=me(),
+            reason=data.get("reason"),
+            expected_on=data.get("expected_on"),
+            duplicate_of_reference=data.get("duplicate_of"),
+            expected_version=data.get("version"),
+        )
+    except workflow.WorkflowError as err:
+        db.session.rollback()
+        field = api.WORKFLOW_FIELDS.get(err.field, err.field)
+        if isinstance(err, workflow.StaleCase):
+            return problem(409, "The case has changed", str(err), errors={field: str(err)})
+        return invalid({field: str(err)}, NOT_SAVED)
+    db.session.commit()
+    return jsonify(api.case_json(case, api.Linked.for_cases([case], me())))
+
+
+# -- requests and returns -----------------------------------------------------------------------
+
+
+def _requests_of(case: Case) -> list[InfoRequest]:
+    return list(
+        db.session.scalars(
+            select(InfoRequest)
+            .where(InfoRequest.case_id == case.id)
+            .order_by(InfoRequest.requested_at, InfoRequest.id)
+        )
+    )
+
+
+@bp.get("/cases/<uuid>/requests")
+@case_roles
+def case_requests(uuid: str) -> Any:
+    case = get_or_404(Case, uuid, need="view")
+    return jsonify(items=[api.request_json(r) for r in _requests_of(case)])
+
+
+@bp.post("/cases/<uuid>/requests")
+@roles(Role.COORDINATOR)
+def send_requests(uuid: str) -> Any:
+    case = get_or_404(Case, uuid, need="edit")
+    body, refused = json_body()
+    if body is None:
+        return refused
+    active = all_agencies(active_only=True)
+    data, errors = api.check_body(body, api.request_spec([a.code for a in active]))
+    if errors:
+        return invalid(errors, NOT_SAVED)
+    chosen = [a for a in active if a.code in data["agencies"]]
+    try:
+        made = reviews.send_requests(
+            case, chosen, due_on=data["due_on"], note=data.get("note"), by=me()
+        )
+        unreachable = [r.agency.code for r in made if not reviews.email_agency(r)]
+        db.session.commit()
+    except reviews.RequestError as err:
+        db.session.rollback()
+        return invalid({err.field: str(err)}, NOT_SAVED)
+    except IntegrityError:
+        db.session.rollback()
+        return problem(
+            409,
+            "Please send it again",
+            "Another request to one of these agencies was saved at the same moment, so nothing "
+            "was saved. Look at the case's requests, then send again.",
+        )
+    response = jsonify(items=[api.request_json(r) for r in made], unreachable=unreachable)
+    response.status_code = 201
+    return response
+
+
+@bp.get("/requests")
+@roles(Role.AGENCY_CONTRIBUTOR)
+def my_requests() -> Any:
+    return jsonify(items=[api.request_json(r) for r in reviews.agency_queue(me())])
+
+
+@bp.put("/requests/<uuid>/return")
+@roles(Role.AGENCY_CONTRIBUTOR)
+def save_return(uuid: str) -> Any:
+    req = get_or_404(InfoRequest, uuid, need="answer")
+    body, refused = json_body()
+    if body is None:
+        return refused
+    data, errors = api.check_body(body, api.return_spec())
+    if errors:
+        return invalid(errors, NOT_SAVED)
+    answer = reviews.Return(
+        known_to_agency=YesNoUnknown(data["known_to_agency"]),
+        first_contact_on=data.get("first_contact_on"),
+        last_contact_on=data.get("last_contact_on"),
+        engagement=Engagement(data["engagement"]),
+        texts={stem: data.get(stem) for stem, _ in RETURN_TEXTS},
+    )
+    try:
+        reviews.save_return(
+            req, answer, submit=data["submit"], by=me(), expected_version=data.get("version")
+        )
+        db.session.commit()
+    except reviews.RequestError as err:
+        db.session.rollback()
+        if isinstance(err, reviews.StaleReturn):
+            return problem(409, "The return has changed", str(err), errors={err.field: str(err)})
+        if req.status is RequestStatus.RETURNED:
+            return problem(409, "The return was already submitted", str(err))
+        field = err.field if err.field in body else "known_to_agency"
+        return invalid({field: str(err)}, NOT_SAVED)
+    return jsonify(api.request_json(req))
+
+
+# -- actions ------------------------------------------------------------------------------------
+
+action_readers = roles(Role.COORDINATOR, Role.PANEL_MEMBER, Role.AGENCY_CONTRIBUTOR)
+
+
+@bp.get("/cases/<uuid>/actions")
+@case_roles
+def case_actions(uuid: str) -> Any:
+    case = get_or_404(Case, uuid, need="view")
+    return jsonify(items=[api.action_json(a) for a in act.case_actions(case)])
+
+
+@bp.post("/cases/<uuid>/actions")
+@roles(Role.COORDINATOR)
+def add_action(uuid: str) -> Any:
+    case = get_or_404(Case, uuid, need="edit")
+    body, refused = json_body()
+    if body is None:
+        return refused
+    active = all_agencies(active_only=True)
+    data, errors = api.check_body(body, api.action_spec([a.code for a in active]))
+    if errors:
+        return invalid(errors, NOT_SAVED)
+    try:
+        action = act.create_action(
+            case,
+            description=data["description"],
+            agency=next(a for a in active if a.code == data["agency"]),
+            due_on=data["due_on"],
+            by=me(),
+        )
+        db.session.commit()
+    except act.ActionError as err:
+        db.session.rollback()
+        return invalid({err.field: str(err)}, NOT_SAVED)
+    response = jsonify(api.action_json(action))
+    response.status_code = 201
+    return response
+
+
+@bp.get("/actions")
+@action_readers
+def list_actions() -> Any:
+    return jsonify(items=[api.action_json(a) for g in act.tracker(me()) for a in g.actions])
+
+
+@bp.patch("/actions/<uuid>")
+@action_readers
+def update_action(uuid: str) -> Any:
+    action = get_or_404(act.Action, uuid, need="view")
+    if not action.can_update(me()):
+        deny(object_type="actions", object_uuid=action.uuid, why="record:update")
+    body, refused = json_body()
+    if body is None:
+        return refused
+    data, errors = api.check_body(body, api.action_update_spec())
+    if errors:
+        return invalid(errors, NOT_SAVED)
+    change = act.ActionUpdate(
+        status=act.ActionStatus(data["status"]),
+        evidence=data.get("evidence"),
+        reason=data.get("reason"),
+    )
+    try:
+        act.update_action(action, change, by=me(), expected_version=data.get("version"))
+        db.session.commit()
+    except act.ActionError as err:
+        db.session.rollback()
+        if isinstance(err, act.StaleAction):
+            return problem(409, "The action has changed", str(err), errors={err.field: str(err)})
+        return invalid({err.field: str(err)}, NOT_SAVED)
+    return jsonify(api.action_json(action))
 
 
 # -- token pages --------------------------------------------------------------------------------

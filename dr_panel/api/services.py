@@ -437,3 +437,261 @@ def reveal_request(args: Any, headers: Any) -> tuple[str | None, dict[str, str]]
     if errors:
         return None, errors
     return (reason.strip() if reveal == "1" and reason else None), {}
+
+
+# -- workflow, requests and returns ------------------------------------------------------------
+#
+# Each body is checked against a small spec (the OpenAPI document is built from the same specs),
+# then judged by the services the pages call: ``dr_panel.cases.workflow.move``,
+# ``dr_panel.reviews.services.send_requests`` and ``save_return``.
+
+VERSION_MAX = 2**31 - 1
+REASON_TEXT_MAX = 2000  # workflow.move's limit on a reason, and send_requests' on a note
+RETURN_TEXT_MAX = 20000  # save_return's limit on each text
+REFERENCE_MAX = 40
+
+
+@dataclass(frozen=True)
+class Field:
+    """One key of a JSON body: its kind ('text', 'date', 'version', 'bool', 'choice' or
+    'choices'), whether it is required, and for text its length limit, for choices the values."""
+
+    kind: str
+    required: bool = False
+    max_length: int = STRING_MAX
+    values: tuple[str, ...] = ()
+    newlines: bool = True
+
+
+def check_body(body: Any, spec: Mapping[str, Field]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The body's values, typed (dates as ``date``), with a message for every key that is
+    unknown, missing or of the wrong type. ``null`` means not given."""
+    data: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for key in body:
+        if key not in spec:
+            errors[key] = "Unknown field: not accepted. Use only: " + ", ".join(spec) + "."
+    for key, field in spec.items():
+        value = body.get(key)
+        if value is None:
+            if field.required:
+                errors[key] = f"{key}: required."
+            continue
+        if field.kind == "text":
+            if not isinstance(value, str):
+                errors[key] = f"{key}: give a string, or null."
+            elif len(value) > field.max_length:
+                errors[key] = f"{key}: at most {field.max_length} characters."
+            elif not storable(value, newlines=field.newlines):
+                errors[key] = f"{key}: remove the control or invalid characters."
+            else:
+                data[key] = value
+        elif field.kind == "date":
+            parsed = iso_date(value) if isinstance(value, str) else None
+            if parsed is None:
+                errors[key] = f"{key}: write the date as YYYY-MM-DD, like 2026-03-14."
+            else:
+                data[key] = parsed
+        elif field.kind == "version":
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or not 1 <= value <= (VERSION_MAX)
+            ):
+                errors[key] = f"{key}: give the whole number 'version' you were last given."
+            else:
+                data[key] = value
+        elif field.kind == "bool":
+            if not isinstance(value, bool):
+                errors[key] = f"{key}: give true or false."
+            else:
+                data[key] = value
+        elif field.kind == "choice":
+            if not isinstance(value, str) or value not in field.values:
+                errors[key] = f"{key}: use one of " + ", ".join(field.values) + "."
+            else:
+                data[key] = value
+        elif field.kind == "choices":
+            if (
+                not isinstance(value, list)
+                or not value
+                or not all(isinstance(v, str) and v in field.values for v in value)
+                or len(set(value)) != len(value)
+            ):
+                errors[key] = (
+                    f"{key}: give a list of at least one code, each once, from: "
+                    + (", ".join(field.values) or "none")
+                    + "."
+                )
+            else:
+                data[key] = value
+        else:  # pragma: no cover
+            raise KeyError(field.kind)
+    return data, errors
+
+
+def transition_spec() -> dict[str, Field]:
+    from dr_panel.cases.workflow import TRANSITIONS
+
+    return {
+        "transition": Field("choice", required=True, values=tuple(t.name for t in TRANSITIONS)),
+        "reason": Field("text", max_length=REASON_TEXT_MAX),
+        "expected_on": Field("date"),
+        "duplicate_of": Field("text", max_length=REFERENCE_MAX, newlines=False),
+        "version": Field("version"),
+    }
+
+
+# workflow.WorkflowError names the page's form fields; the API's keys differ for one.
+WORKFLOW_FIELDS = {"why": "reason"}
+
+
+def request_spec(agency_codes: Sequence[str]) -> dict[str, Field]:
+    return {
+        "agencies": Field("choices", required=True, values=tuple(agency_codes)),
+        "due_on": Field("date", required=True),
+        "note": Field("text", max_length=REASON_TEXT_MAX),
+    }
+
+
+def return_spec() -> dict[str, Field]:
+    from dr_panel.cases.models import YesNoUnknown
+    from dr_panel.reviews.models import RETURN_TEXTS, Engagement
+
+    spec = {
+        "known_to_agency": Field(
+            "choice", required=True, values=tuple(m.value for m in YesNoUnknown)
+        ),
+        "first_contact_on": Field("date"),
+        "last_contact_on": Field("date"),
+        "engagement": Field("choice", required=True, values=tuple(m.value for m in Engagement)),
+    }
+    for stem, _ in RETURN_TEXTS:
+        spec[stem] = Field("text", max_length=RETURN_TEXT_MAX)
+    spec["submit"] = Field("bool", required=True)
+    spec["version"] = Field("version")
+    return spec
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def transitions_json(case: Case, user: User) -> dict[str, Any]:
+    """The moves the user may make now, and the case's timeline (reasons decrypted: only case
+    readers reach this)."""
+    from dr_panel.cases.workflow import available, reason_of
+
+    return {
+        "case": str(case.uuid),
+        "status": case.status.value,
+        "version": case.version,
+        "available": [
+            {
+                "transition": t.name,
+                "label": t.label,
+                "to_status": t.target.value,
+                "needs_reason": t.needs_reason,
+                "needs_expected_on": t.needs_date,
+                "needs_duplicate_of": t.needs_duplicate_of,
+                "hint": t.hint,
+            }
+            for t in available(case, user)
+        ],
+        "timeline": [
+            {
+                "uuid": str(e.uuid),
+                "occurred_at": e.occurred_at.isoformat(),
+                "transition": e.transition,
+                "from_status": e.from_status.value,
+                "to_status": e.to_status.value,
+                "by": e.actor.display_name if e.actor is not None else None,
+                "reason": reason_of(e),
+                "expected_on": _iso(e.expected_on),
+            }
+            for e in sorted(case.events, key=lambda e: (e.occurred_at, e.id))
+        ],
+    }
+
+
+def request_json(req: Any) -> dict[str, Any]:
+    """A request and its return, with no identifier of the person (the agency reveals those on
+    the page, audited)."""
+    from dr_panel.reviews.models import RETURN_TEXTS
+    from dr_panel.reviews.services import text_of
+
+    today = utcnow().date()
+    return {
+        "uuid": str(req.uuid),
+        "case": {
+            "uuid": str(req.case.uuid),
+            "reference": req.case.reference,
+            "case_type": req.case.case_type.value,
+            "area": {"code": req.case.area.ons_code, "name": req.case.area.name},
+        },
+        "agency": {"code": req.agency.code, "name": req.agency.name},
+        "status": req.status.value,
+        "due_on": req.due_on.isoformat(),
+        "overdue": req.is_overdue(today),
+        "requested_at": req.requested_at.isoformat(),
+        "note": text_of(req, "note"),
+        "known_to_agency": req.known_to_agency.value,
+        "first_contact_on": _iso(req.first_contact_on),
+        "last_contact_on": _iso(req.last_contact_on),
+        "engagement": req.engagement.value,
+        **{stem: text_of(req, stem) for stem, _ in RETURN_TEXTS},
+        "saved_at": _iso(req.saved_at),
+        "returned_at": _iso(req.returned_at),
+        "version": req.version,
+    }
+
+
+# -- actions ------------------------------------------------------------------------------------
+
+ACTION_TEXT_MAX = 4000  # the actions service's limit on each text
+
+
+def action_spec(agency_codes: Sequence[str]) -> dict[str, Field]:
+    return {
+        "description": Field("text", required=True, max_length=ACTION_TEXT_MAX),
+        "agency": Field("choice", required=True, values=tuple(agency_codes)),
+        "due_on": Field("date", required=True),
+    }
+
+
+def action_update_spec() -> dict[str, Field]:
+    from dr_panel.reviews.actions import ActionStatus
+
+    return {
+        "status": Field("choice", required=True, values=tuple(m.value for m in ActionStatus)),
+        "evidence": Field("text", max_length=ACTION_TEXT_MAX),
+        "reason": Field("text", max_length=ACTION_TEXT_MAX),
+        "version": Field("version"),
+    }
+
+
+def action_json(action: Any) -> dict[str, Any]:
+    """An action, with no identifier of the person."""
+    from dr_panel.reviews.actions import text_of
+
+    case = action.case
+    return {
+        "uuid": str(action.uuid),
+        "case": {
+            "uuid": str(case.uuid),
+            "reference": case.reference,
+            "case_type": case.case_type.value,
+            "area": {"code": case.area.ons_code, "name": case.area.name},
+        },
+        "agency": {"code": action.owner_agency.code, "name": action.owner_agency.name},
+        "description": text_of(action, "description") or "",
+        "due_on": action.due_on.isoformat(),
+        "status": action.status.value,
+        "overdue": action.is_overdue(utcnow().date()),
+        "evidence": text_of(action, "evidence"),
+        "not_accepted_reason": text_of(action, "not_accepted_reason"),
+        "created_at": action.created_at.isoformat(),
+        "updated_at": _iso(action.updated_at),
+        "completed_at": _iso(action.completed_at),
+        "version": action.version,
+    }

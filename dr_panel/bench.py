@@ -649,6 +649,7 @@ def _raw_executemany(synthetic: Synthetic, source: Path, batch: int = 5000) -> f
 
 def _intake(report: Report, coordinator: Any, source: Path, raw_seconds: float) -> None:
     from dr_panel.cases.bulk import Mode, import_csv
+    from dr_panel.dbtypes import refresh_planner_statistics
     from dr_panel.extensions import db
 
     n = report.facts["cases"]
@@ -666,6 +667,10 @@ def _intake(report: Report, coordinator: Any, source: Path, raw_seconds: float) 
         )
         db.session.commit()
         seconds = time.perf_counter() - started
+    # As `dr-panel import` does after every import: fresh planner statistics (not timed above).
+    analyze_started = time.perf_counter()
+    refresh_planner_statistics(db.session)
+    report.facts["analyze_seconds_after_intake"] = round(time.perf_counter() - analyze_started, 2)
     workers = os.cpu_count() or 1
     report.facts["intake"] = {
         "seconds": round(seconds, 2),
@@ -779,11 +784,16 @@ def _persons() -> Any:
     return Person.__table__
 
 
-def _case_list_requests(report: Report, pages_total: int) -> list[tuple[str, str, str]]:
+def _case_list_requests(
+    report: Report, pages_total: int, deep_after: str | None = None
+) -> list[tuple[str, str, str]]:
     deep = max(1, pages_total // 2)
+    # The list pages by keyset ("Older cases" continues after the last case shown), so a deep
+    # page is the one after the case halfway down the list.
+    deep_query = f"after={deep_after}" if deep_after else f"page={deep}"
     return [
-        ("case_list_page1", "Case list, page 1", "page=1"),
-        ("case_list_deep", f"Case list, page {deep:,} of {pages_total:,}", f"page={deep}"),
+        ("case_list_page1", "Case list, page 1", ""),
+        ("case_list_deep", f"Case list, page {deep:,} of {pages_total:,} (keyset)", deep_query),
         (
             "case_list_filtered",
             "Case list, filtered (type, area, substance, dates)",
@@ -800,7 +810,18 @@ def _case_list(report: Report, app: Any, user_id: int, password: str, repeats: i
     with app.app_context():
         total = db.session.scalar(text("SELECT count(*) FROM cases")) or 0
     pages_total = max(1, -(-total // app.config["PAGE_SIZE"]))
-    requests = _case_list_requests(report, pages_total)
+    with app.app_context():
+        from sqlalchemy import select
+
+        from dr_panel.cases.models import Case
+
+        halfway = db.session.scalar(
+            select(Case.uuid)
+            .order_by(Case.event_date.desc(), Case.id.desc())
+            .offset(total // 2)
+            .limit(1)
+        )
+    requests = _case_list_requests(report, pages_total, str(halfway) if halfway else None)
     has_page = "cases.list_cases" in {r.endpoint for r in app.url_map.iter_rules()}
     report.facts["case_list_measured_through"] = (
         "GET /cases through the Flask test client"

@@ -31,6 +31,7 @@ from dr_panel.auth.models import Role, User
 from dr_panel.cases.bulk import FileRefused, ImportResult, Mode, import_csv
 from dr_panel.cases.models import LABELS as ENUM_LABELS
 from dr_panel.cases.services import ENUMS, FIELDS, LABELS, REQUIRED, substances_by_code
+from dr_panel.dbtypes import refresh_planner_statistics
 from dr_panel.extensions import db
 from dr_panel.reference.models import Agency
 from dr_panel.security import render_error, roles
@@ -213,6 +214,7 @@ def upload() -> Any:
             form.file.errors.append(str(err))
             return _render(form, status=400)
         db.session.commit()
+        refresh_planner_statistics(db.session)  # keeps the case list on its index
     return _render(form, result)
 
 
@@ -327,6 +329,7 @@ def import_cases(path: Path, email: str, mode: str, workers: int | None) -> None
             raise click.ClickException(str(err)) from None
         bar.update(size - bar.pos)
     db.session.commit()
+    refresh_planner_statistics(db.session)  # keeps the case list on its index
     for line in report_lines(result):
         click.echo(line)
     click.echo(summary(result))

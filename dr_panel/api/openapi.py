@@ -20,7 +20,8 @@ from dr_panel.cases.models import (
 )
 from dr_panel.cases.services import ENUMS, FIELDS, LABELS, REQUIRED
 from dr_panel.cases.workflow import TRANSITIONS
-from dr_panel.reviews.actions import ActionStatus
+from dr_panel.reviews.actions import ActionStatus, Intervention, PlanStatus
+from dr_panel.reviews.findings import Domain, Preventability, Score
 from dr_panel.reviews.models import RETURN_TEXTS, Engagement, RequestStatus
 
 PROBLEM = "application/problem+json"
@@ -228,16 +229,36 @@ def _body_schema(
         elif field.kind == "date":
             schema = {"type": "string", "format": "date"}
         elif field.kind == "version":
-            schema = {"type": "integer", "minimum": 1, "maximum": api.VERSION_MAX}
+            schema = {"type": "integer", "minimum": field.minimum, "maximum": api.VERSION_MAX}
         elif field.kind == "bool":
             schema = {"type": "boolean"}
         elif field.kind == "choice":
             schema = {"type": "string", "enum": list(field.values)}
+        elif field.kind in ("object", "objects"):
+            inner = {
+                k[len(key) + 1 :]: text for k, text in described.items() if k.startswith(key + ".")
+            }
+            schema = _body_schema(dict(field.fields or {}), "", inner)
+            del schema["description"]
+            if field.kind == "objects":
+                schema = {
+                    "type": "array",
+                    "items": schema,
+                    "minItems": field.minimum,
+                    "maxItems": field.max_items,
+                }
         else:  # choices
             items: dict[str, Any] = {"type": "string"}
             if field.values:
                 items["enum"] = list(field.values)
-            schema = {"type": "array", "items": items, "minItems": 1, "uniqueItems": True}
+            schema = {
+                "type": "array",
+                "items": items,
+                "minItems": field.minimum,
+                # nothing to choose from: only the empty list can pass
+                "maxItems": field.max_items if field.values else 0,
+                "uniqueItems": True,
+            }
         if not field.required:
             schema = _nullable(schema)
             if "enum" in schema:
@@ -444,6 +465,102 @@ def _action_schemas(agencies: list[str]) -> dict[str, Any]:
         ),
         "ActionList": _object(
             {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Action"}}}
+        ),
+    }
+
+
+def _findings_schemas(agencies: list[str], themes: list[str]) -> dict[str, Any]:
+    factor = _object(
+        {
+            "uuid": UUID,
+            "description": TEXT_OR_NULL,
+            "score": _enum(Score),
+            "is_modifiable": {"type": "boolean"},
+            "created_at": DATETIME,
+        }
+    )
+    return {
+        "FindingsUpdate": _body_schema(
+            api.findings_spec(themes),
+            "The panel's findings on a case. 'missed_opportunities' and 'preventability' "
+            "replace what is saved (absent: cleared, and 'not_known'); the factors and the "
+            "learning point are added to those saved. Free text is stored encrypted.",
+            {
+                "factors": "New contributory or modifiable factors, each in one domain and "
+                "scored like the child-death analysis form.",
+                "missed_opportunities": "Where a service could have acted differently.",
+                "preventability": "Could this have been prevented? Absent: not_known.",
+                "learning_point": "A new learning point, tagged with theme codes.",
+                "learning_point.themes": "Codes of active themes.",
+                "version": "The findings' version from GET (0 when nothing is saved yet): if "
+                "a colleague saved since, nothing is saved and the answer is 409.",
+            },
+        ),
+        "Findings": _object(
+            {
+                "case": UUID,
+                "version": {"type": "integer", "minimum": 0},
+                "preventability": _enum(Preventability),
+                "missed_opportunities": TEXT_OR_NULL,
+                "updated_at": _nullable(DATETIME),
+                "factors": _object(
+                    {d.value: {"type": "array", "items": factor} for d in Domain},
+                    "The factors recorded, by domain.",
+                ),
+                "learning_points": {
+                    "type": "array",
+                    "items": _object(
+                        {
+                            "uuid": UUID,
+                            "text": TEXT_OR_NULL,
+                            "themes": {"type": "array", "items": {"type": "string"}},
+                            "created_at": DATETIME,
+                        }
+                    ),
+                },
+            },
+            "The panel's findings on a case. No identifier of the person.",
+        ),
+        "SafetyPlanUpdate": _body_schema(
+            api.plan_spec(agencies),
+            "The person's safety plan: the whole of it, replacing what is saved. Free text is "
+            "stored encrypted.",
+            {
+                "risks": "What the risks are; needed while the plan is open.",
+                "protective": "The protective factors.",
+                "lead": "The UUID of the lead professional: a coordinator or panel member of "
+                "the case's area.",
+                "lead_agency": "The code of the lead agency.",
+                "review_on": "When the plan is next reviewed (YYYY-MM-DD, today or later while "
+                "open).",
+                "version": "The plan's version from GET (0 when there is no plan yet): if a "
+                "colleague saved since, nothing is saved and the answer is 409.",
+            },
+        ),
+        "SafetyPlan": _object(
+            {
+                "uuid": UUID,
+                "case": _nullable(
+                    _object(
+                        {"uuid": UUID, "reference": {"type": "string"}},
+                        "The case the plan was made from, when you may see it.",
+                    )
+                ),
+                "status": _enum(PlanStatus),
+                "risks": TEXT_OR_NULL,
+                "protective": TEXT_OR_NULL,
+                "interventions": {"type": "array", "items": _enum(Intervention)},
+                "lead": _object({"uuid": UUID, "name": {"type": "string"}}),
+                "lead_agency": _nullable(
+                    _object({"code": {"type": "string"}, "name": {"type": "string"}})
+                ),
+                "review_on": DATE,
+                "review_overdue": {"type": "boolean"},
+                "created_at": DATETIME,
+                "updated_at": _nullable(DATETIME),
+                "version": {"type": "integer", "minimum": 1},
+            },
+            "A person's safety plan (one per person). No identifier of the person.",
         ),
     }
 
@@ -672,11 +789,82 @@ def _action_paths() -> dict[str, Any]:
     }
 
 
+def _findings_paths() -> dict[str, Any]:
+    common = {"401": _ref("Unauthorized"), "403": _ref("Forbidden")}
+    too_large = _problem(f"The body is larger than {api.BODY_MAX_BYTES // 1024} KiB.")
+    case_404 = _problem("No such case, or it is outside your areas (the two are not told apart).")
+    return {
+        "/api/v1/cases/{uuid}/findings": {
+            "get": {
+                "operationId": "getFindings",
+                "summary": "The panel's findings on a case: factors by domain, missed "
+                "opportunities, preventability and learning points.",
+                "parameters": [_path_uuid("case")],
+                "responses": {
+                    "200": _json("Findings", "The findings."),
+                    **common,
+                    "404": case_404,
+                },
+            },
+            "put": {
+                "operationId": "saveFindings",
+                "summary": "Record findings (coordinators and panel members of the case's "
+                "area, once the case is ready for panel).",
+                "parameters": [_path_uuid("case")],
+                "requestBody": _body("FindingsUpdate"),
+                "responses": {
+                    "200": _json("Findings", "Saved."),
+                    "400": _ref("BadRequest"),
+                    **common,
+                    "404": case_404,
+                    "409": _problem(
+                        "A colleague saved the findings after the version you gave, or the case "
+                        "is not open for findings; nothing was saved."
+                    ),
+                    "413": too_large,
+                },
+            },
+        },
+        "/api/v1/cases/{uuid}/safety-plan": {
+            "get": {
+                "operationId": "getSafetyPlan",
+                "summary": "The safety plan of the case's person.",
+                "parameters": [_path_uuid("case")],
+                "responses": {
+                    "200": _json("SafetyPlan", "The plan."),
+                    **common,
+                    "404": _problem(
+                        "No such case, it is outside your areas, or its person has no plan."
+                    ),
+                },
+            },
+            "put": {
+                "operationId": "saveSafetyPlan",
+                "summary": "Start or update the safety plan of the case's person (coordinators "
+                "and panel members of the area).",
+                "parameters": [_path_uuid("case")],
+                "requestBody": _body("SafetyPlanUpdate"),
+                "responses": {
+                    "200": _json("SafetyPlan", "Saved."),
+                    "400": _ref("BadRequest"),
+                    **common,
+                    "404": case_404,
+                    "409": _problem(
+                        "A colleague saved the plan after the version you gave; nothing was saved."
+                    ),
+                    "413": too_large,
+                },
+            },
+        },
+    }
+
+
 def document(
     substances: Iterable[str],
     active_substances: Iterable[str],
     *,
     agencies: Iterable[str] = (),
+    themes: Iterable[str] = (),
 ) -> dict[str, Any]:
     """The whole document. ``substances``: every code (for filters); ``active_substances``: the
     codes a new notification may use; ``agencies``: the codes of the agencies that may be
@@ -870,6 +1058,7 @@ def document(
             },
             **_workflow_paths(),
             **_action_paths(),
+            **_findings_paths(),
         },
         "components": {
             "securitySchemes": {
@@ -903,6 +1092,7 @@ def document(
                 "Notification": _notification_schema(active),
                 **_workflow_schemas(sorted(agencies)),
                 **_action_schemas(sorted(agencies)),
+                **_findings_schemas(sorted(agencies), list(themes)),
                 "Problem": _problem_schema(),
             },
             "responses": {

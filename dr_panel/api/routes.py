@@ -20,6 +20,11 @@ GET    /api/v1/actions                       coordinator, panel member, agency c
                                              the tracker of the actions they may see
 PATCH  /api/v1/actions/<uuid>                coordinator, panel member, agency contributor;
                                              ``Action.can_view``, then ``can_update`` (403)
+GET    /api/v1/cases/<uuid>/findings         coordinator, panel member; ``can_view``
+PUT    /api/v1/cases/<uuid>/findings         coordinator, panel member; ``can_view``, then
+                                             ``can_edit_findings`` (403)
+GET    /api/v1/cases/<uuid>/safety-plan      coordinator, panel member; ``can_view``
+PUT    /api/v1/cases/<uuid>/safety-plan      coordinator, panel member; ``can_view``
 GET    /account/tokens                       signed in, in a browser: their own tokens
 POST   /account/tokens                       signed in, in a browser: create one
 POST   /account/tokens/<uuid>/revoke         signed in, in a browser: their own token only
@@ -71,6 +76,7 @@ from dr_panel.forms import EmptyForm
 from dr_panel.reference.models import Agency
 from dr_panel.reference.services import all_agencies
 from dr_panel.reviews import actions as act
+from dr_panel.reviews import findings as fd
 from dr_panel.reviews import services as reviews
 from dr_panel.reviews.models import RETURN_TEXTS, Engagement, InfoRequest, RequestStatus
 from dr_panel.security import deny, get_or_404, problem, public, roles, signed_in
@@ -103,7 +109,10 @@ def openapi() -> Any:
     rows = db.session.execute(select(Substance.code, Substance.is_active)).all()
     agencies = db.session.scalars(select(Agency.code).where(Agency.is_active.is_(True)))
     doc = document(
-        [c for c, _ in rows], [c for c, active in rows if active], agencies=sorted(agencies)
+        [c for c, _ in rows],
+        [c for c, active in rows if active],
+        agencies=sorted(agencies),
+        themes=[t.code for t in fd.active_themes()],
     )
     # Not jsonify: its sorted keys would scramble the documented order of the fields.
     return current_app.response_class(json.dumps(doc, indent=1), mimetype="application/json")
@@ -454,6 +463,109 @@ def update_action(uuid: str) -> Any:
             return problem(409, "The action has changed", str(err), errors={err.field: str(err)})
         return invalid({err.field: str(err)}, NOT_SAVED)
     return jsonify(api.action_json(action))
+
+
+# -- findings and safety plans ------------------------------------------------------------------
+
+
+@bp.get("/cases/<uuid>/findings")
+@case_roles
+def case_findings(uuid: str) -> Any:
+    case = get_or_404(Case, uuid, need="view")
+    return jsonify(api.findings_json(case, fd.findings_of(case)))
+
+
+@bp.put("/cases/<uuid>/findings")
+@case_roles
+def save_findings(uuid: str) -> Any:
+    case = get_or_404(Case, uuid, need="view")
+    if not fd.can_edit_findings(case, me()):
+        deny(object_type="cases", object_uuid=case.uuid, why="findings:edit")
+    body, refused = json_body()
+    if body is None:
+        return refused
+    themes = [t.code for t in fd.active_themes()]
+    data, errors = api.check_body(body, api.findings_spec(themes))
+    for i, factor in enumerate(data.get("factors") or []):
+        if "description" in factor and not factor["description"].strip():
+            errors[f"factors[{i}].description"] = "Describe the factor."
+    if errors:
+        return invalid(errors, NOT_SAVED)
+    if not fd.open_for_findings(case):
+        return problem(409, "The case is not open for findings", fd.closed_message(case))
+    point = data.get("learning_point") or {}
+    given = fd.FindingsInput(
+        missed_opportunities=data.get("missed_opportunities") or "",
+        preventability=fd.Preventability(data.get("preventability") or "not_known"),
+        factors=[
+            fd.NewFactor(
+                domain=fd.Domain(f["domain"]),
+                description=f["description"],
+                score=fd.Score(f["score"]),
+                is_modifiable=f.get("is_modifiable", False),
+            )
+            for f in data["factors"]
+        ],
+        learning_point=point.get("text") or "",
+        theme_codes=list(point.get("themes") or []),
+    )
+    try:
+        fd.save_findings(case, given, by=me(), expected_version=data["version"])
+        db.session.commit()
+    except fd.FindingsError as err:
+        db.session.rollback()
+        if isinstance(err, fd.StaleFindings):
+            return problem(409, "The findings have changed", str(err), errors={"version": str(err)})
+        return invalid(api.findings_errors(err, body), NOT_SAVED)
+    return jsonify(api.findings_json(case, fd.findings_of(case)))
+
+
+NO_PLAN = "This person has no safety plan yet. PUT one to this address (version 0) to start it."
+
+
+@bp.get("/cases/<uuid>/safety-plan")
+@case_roles
+def case_safety_plan(uuid: str) -> Any:
+    case = get_or_404(Case, uuid, need="view")
+    plan = act.plan_for(case.person)
+    if plan is None:
+        return problem(404, "No safety plan", NO_PLAN)
+    return jsonify(api.plan_json(plan, me()))
+
+
+@bp.put("/cases/<uuid>/safety-plan")
+@case_roles
+def save_safety_plan(uuid: str) -> Any:
+    case = get_or_404(Case, uuid, need="view")
+    body, refused = json_body()
+    if body is None:
+        return refused
+    active = all_agencies(active_only=True)
+    data, errors = api.check_body(body, api.plan_spec([a.code for a in active]))
+    if errors:
+        return invalid(errors, NOT_SAVED)
+    leads = {str(u.uuid): u for u in act.lead_candidates(case)}
+    given = act.PlanInput(
+        status=act.PlanStatus(data["status"]),
+        risks=data.get("risks"),
+        protective=data.get("protective"),
+        interventions=[act.Intervention(v) for v in data["interventions"]],
+        lead=leads.get(data["lead"].strip().lower()),
+        lead_agency=next((a for a in active if a.code == data.get("lead_agency")), None),
+        review_on=data.get("review_on"),
+    )
+    try:
+        plan = act.save_plan(case, given, by=me(), expected_version=data["version"])
+        db.session.commit()
+    except act.PlanError as err:
+        db.session.rollback()
+        if isinstance(err, act.StalePlan):
+            return problem(
+                409, "The safety plan has changed", str(err), errors={"version": str(err)}
+            )
+        field = err.field if err.field in api.plan_spec(()) else "risks"
+        return invalid({field: str(err)}, NOT_SAVED)
+    return jsonify(api.plan_json(plan, me()))
 
 
 # -- token pages --------------------------------------------------------------------------------

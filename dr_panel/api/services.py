@@ -461,6 +461,9 @@ class Field:
     max_length: int = STRING_MAX
     values: tuple[str, ...] = ()
     newlines: bool = True
+    minimum: int = 1  # 'version': the least accepted; 'choices' and 'objects': fewest items
+    max_items: int = LIST_MAX  # 'choices' and 'objects'
+    fields: Mapping[str, Field] | None = None  # 'object' and 'objects': each one's keys
 
 
 def check_body(body: Any, spec: Mapping[str, Field]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -496,7 +499,7 @@ def check_body(body: Any, spec: Mapping[str, Field]) -> tuple[dict[str, Any], di
             if (
                 isinstance(value, bool)
                 or not isinstance(value, int)
-                or not 1 <= value <= (VERSION_MAX)
+                or not field.minimum <= value <= VERSION_MAX
             ):
                 errors[key] = f"{key}: give the whole number 'version' you were last given."
             else:
@@ -514,17 +517,38 @@ def check_body(body: Any, spec: Mapping[str, Field]) -> tuple[dict[str, Any], di
         elif field.kind == "choices":
             if (
                 not isinstance(value, list)
-                or not value
+                or not field.minimum <= len(value) <= field.max_items
                 or not all(isinstance(v, str) and v in field.values for v in value)
                 or len(set(value)) != len(value)
             ):
+                least = "at least one code" if field.minimum else "codes"
                 errors[key] = (
-                    f"{key}: give a list of at least one code, each once, from: "
+                    f"{key}: give a list of {least}, each once, from: "
                     + (", ".join(field.values) or "none")
                     + "."
                 )
             else:
                 data[key] = value
+        elif field.kind == "object":
+            if not isinstance(value, dict):
+                errors[key] = f"{key}: give a JSON object, or null."
+            else:
+                inner, wrong = check_body(value, field.fields or {})
+                errors.update({f"{key}.{k}": m for k, m in wrong.items()})
+                data[key] = inner
+        elif field.kind == "objects":
+            if not isinstance(value, list) or not field.minimum <= len(value) <= field.max_items:
+                errors[key] = f"{key}: give a list of at most {field.max_items} objects."
+                continue
+            items = []
+            for i, item in enumerate(value):
+                if not isinstance(item, dict):
+                    errors[f"{key}[{i}]"] = f"{key}[{i}]: give a JSON object."
+                    continue
+                inner, wrong = check_body(item, field.fields or {})
+                errors.update({f"{key}[{i}].{k}": m for k, m in wrong.items()})
+                items.append(inner)
+            data[key] = items
         else:  # pragma: no cover
             raise KeyError(field.kind)
     return data, errors
@@ -694,4 +718,133 @@ def action_json(action: Any) -> dict[str, Any]:
         "updated_at": _iso(action.updated_at),
         "completed_at": _iso(action.completed_at),
         "version": action.version,
+    }
+
+
+# -- findings and safety plans ------------------------------------------------------------------
+
+FACTORS_MAX = 40  # new factors in one save
+
+
+def findings_spec(theme_codes: Sequence[str]) -> dict[str, Field]:
+    from dr_panel.reviews import findings as fd
+
+    factor = {
+        "domain": Field("choice", required=True, values=tuple(m.value for m in fd.Domain)),
+        "description": Field("text", required=True, max_length=fd.MAX_SHORT),
+        "score": Field("choice", required=True, values=tuple(m.value for m in fd.Score)),
+        "is_modifiable": Field("bool"),
+    }
+    point = {
+        "text": Field("text", required=True, max_length=fd.MAX_SHORT),
+        "themes": Field("choices", values=tuple(theme_codes), minimum=0),
+    }
+    return {
+        "factors": Field("objects", required=True, minimum=0, max_items=FACTORS_MAX, fields=factor),
+        "missed_opportunities": Field("text", max_length=fd.MAX_TEXT),
+        "preventability": Field("choice", values=tuple(m.value for m in fd.Preventability)),
+        "learning_point": Field("object", fields=point),
+        "version": Field("version", required=True, minimum=0),
+    }
+
+
+def findings_errors(err: Any, body: Mapping[str, Any]) -> dict[str, str]:
+    """A FindingsError keyed by the API's names (the service names the page's fields)."""
+    field = err.field
+    factors = body.get("factors") or []
+    for stem in ("_description", "_score"):
+        if field.endswith(stem):
+            domain = field[: -len(stem)]
+            for i, f in enumerate(factors):
+                if isinstance(f, dict) and f.get("domain") == domain:
+                    return {f"factors[{i}].{stem[1:]}": str(err)}
+            return {"factors": str(err)}
+    key = {"learning_point": "learning_point.text", "themes": "learning_point.themes"}.get(
+        field, "missed_opportunities"
+    )
+    return {key: str(err)}
+
+
+def findings_json(case: Case, view: Any) -> dict[str, Any]:
+    """The panel's findings on a case, with no identifier of the person."""
+    review = view.review
+    return {
+        "case": str(case.uuid),
+        "version": view.version,
+        "preventability": review.preventability.value if review is not None else "not_known",
+        "missed_opportunities": view.missed_opportunities,
+        "updated_at": _iso(review.updated_at) if review is not None else None,
+        "factors": {
+            domain.value: [
+                {
+                    "uuid": str(s.factor.uuid),
+                    "description": s.description,
+                    "score": s.factor.score.value,
+                    "is_modifiable": s.factor.is_modifiable,
+                    "created_at": s.factor.created_at.isoformat(),
+                }
+                for s in shown
+            ]
+            for domain, shown in view.factors.items()
+        },
+        "learning_points": [
+            {
+                "uuid": str(p.point.uuid),
+                "text": p.text,
+                "themes": [t.code for t in p.point.themes],
+                "created_at": p.point.created_at.isoformat(),
+            }
+            for p in view.learning_points
+        ],
+    }
+
+
+def plan_spec(agency_codes: Sequence[str]) -> dict[str, Field]:
+    from dr_panel.reviews import actions as act
+
+    return {
+        "status": Field("choice", required=True, values=tuple(m.value for m in act.PlanStatus)),
+        "risks": Field("text", max_length=act.MAX_TEXT),
+        "protective": Field("text", max_length=act.MAX_TEXT),
+        "interventions": Field(
+            "choices",
+            required=True,
+            minimum=0,
+            values=tuple(m.value for m in act.Intervention),
+        ),
+        "lead": Field("text", required=True, max_length=40, newlines=False),
+        "lead_agency": Field("choice", values=tuple(agency_codes)),
+        "review_on": Field("date"),
+        "version": Field("version", required=True, minimum=0),
+    }
+
+
+def plan_json(plan: Any, user: User) -> dict[str, Any]:
+    """A person's safety plan, with no identifier of the person; the case it was made from only
+    when the user may see that case."""
+    from dr_panel.reviews.actions import text_of
+
+    made_from = plan.case
+    return {
+        "uuid": str(plan.uuid),
+        "case": (
+            {"uuid": str(made_from.uuid), "reference": made_from.reference}
+            if made_from.can_view(user)
+            else None
+        ),
+        "status": plan.status.value,
+        "risks": text_of(plan, "risks"),
+        "protective": text_of(plan, "protective"),
+        "interventions": [i.value for i in plan.intervention_list],
+        "lead": {"uuid": str(plan.lead_user.uuid), "name": plan.lead_user.display_name},
+        "lead_agency": (
+            {"code": plan.lead_agency.code, "name": plan.lead_agency.name}
+            if plan.lead_agency is not None
+            else None
+        ),
+        "review_on": plan.review_on.isoformat(),
+        "review_overdue": plan.review_overdue(utcnow().date()),
+        "created_at": plan.created_at.isoformat(),
+        "updated_at": _iso(plan.updated_at),
+        "version": plan.version,
     }

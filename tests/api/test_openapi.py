@@ -181,7 +181,7 @@ def test_schemathesis_finds_no_server_error_and_nothing_outside_the_document(
     schema = schemathesis.openapi.from_dict(doc)
     schema.app = Isolated(app)  # as schemathesis.openapi.from_wsgi does
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 14
+    assert len(operations) == 18
     for operation in operations:
         if mode is GenerationMode.NEGATIVE and operation.path.endswith("/openapi.json"):
             continue  # no parameters and no body: nothing can be made invalid

@@ -334,6 +334,8 @@ class Case(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
     __table_args__ = (
         UniqueConstraint("area_id", "reference"),
         Index("ix_cases_area_id_event_date", "area_id", "event_date"),
+        # Filtering one area's deaths or overdoses over a period (the commonest filter).
+        Index("ix_cases_area_type_date", "area_id", "case_type", "event_date"),
         # Newest first across all of a user's areas walks this index and stops after a page.
         Index("ix_cases_event_date_id", "event_date", "id"),
         Index("ix_cases_person_id_event_date", "person_id", "event_date"),

@@ -49,7 +49,7 @@ def nhs_number_problem(raw: str) -> str | None:
     digits; 11 - (sum mod 11) is the check digit, 11 means 0 and 10 means the number is invalid."""
     digits = nhs_digits(raw)
     if not digits.isdigit() or len(digits) != 10:
-        return "An NHS number has 10 digits, like 943 476 5919."
+        return "An NHS number has 10 digits (spaces are fine): check for a missing or extra digit."
     total = sum(int(d) * w for d, w in zip(digits[:9], range(10, 1, -1), strict=True))
     check = 11 - total % 11
     check = 0 if check == 11 else check

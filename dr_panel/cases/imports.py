@@ -59,7 +59,7 @@ FORMATS = {
     "previous_overdoses": "A whole number from 0 to 500. Blank if not known.",
     "full_name": "As far as it is known; at most 120 characters.",
     "date_of_birth": "YYYY-MM-DD or DD/MM/YYYY. Blank if not known.",
-    "nhs_number": "10 digits, spaces allowed (943 476 5919). Blank if not known.",
+    "nhs_number": "10 digits, spaces allowed (999 000 0018). Blank if not known.",
     "address": "At most 300 characters. Put it in double quotes if it contains a comma.",
     "postcode": "A full UK postcode, like FY1 1AA. Blank if not known.",
 }

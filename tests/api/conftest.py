@@ -17,9 +17,9 @@ from dr_panel.cases.services import Lookups, create_notification, parse_notifica
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
 
-# A person who does not exist. 943 476 5919 has a valid modulus-11 check digit.
+# A person who does not exist. 999 000 0034 (the test range) has a valid modulus-11 check digit.
 NAME = "Siân O'Brien-Smith"
-NHS = "9434765919"
+NHS = "9990000034"
 ADDRESS = "12 Example Terrace, Blackpool"
 POSTCODE = "FY1 1AA"
 DOB = "1985-06-02"

@@ -18,7 +18,7 @@ from dr_panel.cases.models import Case, Person, age_band
 from dr_panel.extensions import db
 from tests.api.conftest import ADDRESS, DOB, NAME, NHS, POSTCODE, days_ago, notification
 
-IDENTIFYING = [NAME, "O'Brien", "O\\u0027Brien", NHS, "943 476 5919", ADDRESS, POSTCODE, DOB]
+IDENTIFYING = [NAME, "O'Brien", "O\\u0027Brien", NHS, "999 000 0034", ADDRESS, POSTCODE, DOB]
 
 
 def count(model: Any) -> int:
@@ -116,7 +116,7 @@ def test_a_second_notification_links_to_the_same_person(
         ({"area": "nowhere"}, "area"),
         ({"event_date": "notadate"}, "event_date"),
         ({"event_date": days_ago(-3)}, "event_date"),  # the future
-        ({"nhs_number": "943 476 5918"}, "nhs_number"),  # wrong check digit
+        ({"nhs_number": "999 000 0035"}, "nhs_number"),  # wrong check digit
         ({"postcode": "not a postcode"}, "postcode"),
         ({"substances": ["heroin", "unicorn dust"]}, "substances"),
         ({"substances": [1, 2]}, "substances"),

@@ -167,6 +167,11 @@ def test_valid_rows_mode_saves_the_good_rows_and_reports_the_same_problems(
         assert value not in (entry.details or "")
 
 
+def test_rows_in_memory_do_not_show_identifiers() -> None:
+    rows = list(bulk.CsvRows(io.BytesIO(csv_bytes([row(ANNA)]))))
+    assert repr(rows) == "[<SourceRow 2>]"
+
+
 def test_imported_people_are_sealed_like_the_form_does_and_found_again(
     app: Any, coordinator: Any
 ) -> None:

@@ -174,8 +174,8 @@ def test_each_bad_field_gets_a_message_that_says_how_to_fix_it(
 
 
 def test_nhs_number_check_digit_rules() -> None:
-    assert ident.nhs_number_problem("943 476 5919") is None  # the NHS's published example
-    assert ident.nhs_number_problem("9434765918") is not None
+    assert ident.nhs_number_problem("999 000 0034") is None  # test range, valid check digit
+    assert ident.nhs_number_problem("9990000035") is not None
     assert ident.nhs_number_problem("9990000018") is None
     # A check digit that would have to be 10 makes the number invalid outright.
     assert ident.nhs_number_problem("1000000060") is None  # 11 - 0 = 11 means check digit 0

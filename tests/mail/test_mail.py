@@ -372,7 +372,7 @@ def test_the_guard_lets_links_due_dates_and_the_recipient_through(smtp_app: Flas
     assert url == f"{BASE_URL}/cases/{tricky}"
     body = (
         f"Hello {TO}: 2 requests for your agency are due by 3 March 2026 (and one by 1 April "
-        f"2026). Open them: {url}\nPostcode district FY1; 943 476 5918 is not a valid number; "
+        f"2026). Open them: {url}\nPostcode district FY1; 999 000 0035 is not a valid number; "
         f"dr-panel 0.1.0; 12 of 45 answered."
     )
     html = f'<a style="color:#ab12cd" href="{url}?t=Zq9_ab12cd-x">Open</a>'  # colour, token

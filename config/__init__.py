@@ -84,6 +84,8 @@ class Config:
     WTF_CSRF_TIME_LIMIT: int | None = None  # the token lives as long as the session
     PREFERRED_URL_SCHEME: str = "http"
     PAGE_SIZE: int = 50
+    # No request body larger than this is read at all (the import page has its own, lower limit).
+    MAX_CONTENT_LENGTH: int = 25 * 1024 * 1024
     # Demo logins are printed by `dr-panel start` only where demo data is allowed.
     ALLOW_DEMO_DATA: bool = False
 

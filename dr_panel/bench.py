@@ -901,18 +901,42 @@ def _visible(user: Any, query: str) -> Any:
 
 
 def _plans(report: Report, user_id: int) -> None:
-    """EXPLAIN the list's queries, so a slow page can be traced to its plan."""
+    """EXPLAIN the list's queries as the page runs them (a capped count; newest first, a page
+    plus one; the deep page after a keyset anchor halfway down), so a slow page can be traced
+    to its plan."""
+    from sqlalchemy import tuple_
+
     from dr_panel.auth.models import User
+    from dr_panel.cases.models import Case
     from dr_panel.extensions import db
 
     user = db.session.get(User, user_id)
     dialect = db.session.get_bind().dialect
     explain = "EXPLAIN QUERY PLAN " if dialect.name == "sqlite" else "EXPLAIN "
+    total = db.session.scalar(text("SELECT count(*) FROM cases")) or 0
+    anchor = db.session.execute(
+        select(Case.event_date, Case.id)
+        .order_by(Case.event_date.desc(), Case.id.desc())
+        .offset(total // 2)
+        .limit(1)
+    ).first()
+    page_size = current_page_size()
     for key, _, query in _case_list_requests(report, 10_000):
         stmt = _visible(user, query)
-        count = select(func.count()).select_from(stmt.order_by(None).subquery())
-        page = stmt.limit(50).offset(0 if key != "case_list_deep" else 500_000)
+        count = select(func.count()).select_from(
+            stmt.order_by(None).with_only_columns(Case.id).limit(10_001).subquery()
+        )
+        page = stmt
+        if key == "case_list_deep" and anchor is not None:
+            page = stmt.where(tuple_(Case.event_date, Case.id) < tuple_(*anchor))
+        page = page.limit(page_size + 1)
         for name, s in ((f"{key}:count", count), (f"{key}:page", page)):
             sql = str(s.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
             rows = db.session.execute(text(explain + sql)).all()
             report.plans[name] = [" | ".join(str(c) for c in r) for r in rows]
+
+
+def current_page_size() -> int:
+    from flask import current_app
+
+    return int(current_app.config["PAGE_SIZE"])

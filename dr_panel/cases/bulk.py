@@ -124,9 +124,14 @@ class ImportResult:
 
 @dataclass
 class SourceRow:
+    """One row of the file. Holds identifiers: never log it."""
+
     number: int  # as a spreadsheet numbers it: the header is row 1
     values: dict[str, str] | None
     problem: str | None = None
+
+    def __repr__(self) -> str:  # never show the values
+        return f"<SourceRow {self.number}>"
 
 
 class CsvRows:

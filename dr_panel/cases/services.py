@@ -17,6 +17,7 @@ from datetime import date, datetime, time
 from typing import Any
 
 from sqlalchemy import Select, exists, func, or_, select, tuple_
+from sqlalchemy.orm import selectinload
 
 from dr_panel.audit.models import Outcome
 from dr_panel.audit.services import record
@@ -427,10 +428,13 @@ def find_match(identity: ident.Identity) -> Match:
 
 def next_reference(area: Area, case_type: CaseType, year: int) -> str:
     prefix = f"{'DRD' if case_type is CaseType.DEATH else 'NFO'}-{year}-"
+    # The numerically largest: longer numbers first, since "NFO-2026-10000" < "NFO-2026-9999"
+    # as text (numbers are zero-padded to at least four digits).
     last = db.session.scalar(
-        select(func.max(Case.reference)).where(
-            Case.area_id == area.id, Case.reference.like(prefix + "%")
-        )
+        select(Case.reference)
+        .where(Case.area_id == area.id, Case.reference.like(prefix + "%"))
+        .order_by(func.length(Case.reference).desc(), Case.reference.desc())
+        .limit(1)
     )
     number = int(last.rsplit("-", 1)[1]) + 1 if last else 1
     return f"{prefix}{number:04d}"
@@ -591,7 +595,11 @@ def visible_cases(user: Any, f: CaseFilter) -> Select[Any]:
                 == select(Substance.id).where(Substance.code == f.substance).scalar_subquery(),
             )
         )
-    return stmt.order_by(Case.event_date.desc(), Case.id.desc())
+    # Separate loads for the area and agency: joined eager loads would add LEFT JOINs that make
+    # SQLite sort every row instead of walking ix_cases_event_date_id when statistics are missing.
+    return stmt.options(selectinload(Case.area), selectinload(Case.notifying_agency)).order_by(
+        Case.event_date.desc(), Case.id.desc()
+    )
 
 
 # -- editing ------------------------------------------------------------------------------------

@@ -459,8 +459,15 @@ def test_case_list_pages_through_every_case_once_newest_first(
     app.config["PAGE_SIZE"] = 3
     made = []
     for i in range(8):  # two cases share each date, so the id breaks ties
-        made.append(create(coordinator, event_date=f"2026-04-{10 + i // 2:02d}",
-                           notified_on="2026-05-01", nhs_number="", full_name=f"Person {i} Test"))
+        made.append(
+            create(
+                coordinator,
+                event_date=f"2026-04-{10 + i // 2:02d}",
+                notified_on="2026-05-01",
+                nhs_number="",
+                full_name=f"Person {i} Test",
+            )
+        )
     login(client, coordinator)
     seen, url = [], "/cases?type=nfo"
     while url:
@@ -472,3 +479,25 @@ def test_case_list_pages_through_every_case_once_newest_first(
         assert url is None or "type=nfo" in url  # filters survive paging
     expected = [c.reference for c in sorted(made, key=lambda c: (c.event_date, c.id), reverse=True)]
     assert seen == expected
+
+
+def test_references_keep_counting_past_9999(coordinator: Any) -> None:
+    case = create(coordinator, notified_on="2026-05-04")
+    case.reference = "NFO-2026-9999"
+    db.session.commit()
+    later = create(
+        coordinator,
+        notified_on="2026-05-05",
+        event_date="2026-05-05",
+        nhs_number="",
+        full_name="Person Ten Thousand",
+    )
+    assert later.reference == "NFO-2026-10000"
+    after = create(
+        coordinator,
+        notified_on="2026-05-05",
+        event_date="2026-05-05",
+        nhs_number="",
+        full_name="Person Ten Thousand One",
+    )
+    assert after.reference == "NFO-2026-10001"

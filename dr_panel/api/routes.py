@@ -258,6 +258,18 @@ def json_body() -> tuple[dict[str, Any] | None, Response | None]:
     return body, None
 
 
+def checked_body(spec: Any) -> tuple[dict[str, Any] | None, Response | None]:
+    """The request's JSON object checked against ``spec``, or the problem to answer instead:
+    one door for every write, so no handler can skip a step."""
+    body, refused = json_body()
+    if body is None:
+        return None, refused
+    data, errors = api.check_body(body, spec)
+    if errors:
+        return None, invalid(errors, NOT_SAVED)
+    return data, None
+
+
 NOT_SAVED = "Nothing was saved. Fix the fields listed in 'errors' and send it again."
 
 
@@ -272,12 +284,9 @@ def list_transitions(uuid: str) -> Any:
 @roles(Role.COORDINATOR)
 def move_case(uuid: str) -> Any:
     case = get_or_404(Case, uuid, need="edit")
-    body, refused = json_body()
-    if body is None:
+    data, refused = checked_body(api.transition_spec())
+    if data is None:
         return refused
-    data, errors = api.check_body(body, api.transition_spec())
-    if errors:
-        return invalid(errors, NOT_SAVED)
     try:
         workflow.move(
             case,
@@ -322,13 +331,10 @@ def case_requests(uuid: str) -> Any:
 @roles(Role.COORDINATOR)
 def send_requests(uuid: str) -> Any:
     case = get_or_404(Case, uuid, need="edit")
-    body, refused = json_body()
-    if body is None:
-        return refused
     active = all_agencies(active_only=True)
-    data, errors = api.check_body(body, api.request_spec([a.code for a in active]))
-    if errors:
-        return invalid(errors, NOT_SAVED)
+    data, refused = checked_body(api.request_spec([a.code for a in active]))
+    if data is None:
+        return refused
     chosen = [a for a in active if a.code in data["agencies"]]
     try:
         made = reviews.send_requests(
@@ -362,7 +368,7 @@ def my_requests() -> Any:
 @roles(Role.AGENCY_CONTRIBUTOR)
 def save_return(uuid: str) -> Any:
     req = get_or_404(InfoRequest, uuid, need="answer")
-    body, refused = json_body()
+    body, refused = json_body()  # the raw body: a refusal below names a field only if sent
     if body is None:
         return refused
     data, errors = api.check_body(body, api.return_spec())
@@ -407,13 +413,10 @@ def case_actions(uuid: str) -> Any:
 @roles(Role.COORDINATOR)
 def add_action(uuid: str) -> Any:
     case = get_or_404(Case, uuid, need="edit")
-    body, refused = json_body()
-    if body is None:
-        return refused
     active = all_agencies(active_only=True)
-    data, errors = api.check_body(body, api.action_spec([a.code for a in active]))
-    if errors:
-        return invalid(errors, NOT_SAVED)
+    data, refused = checked_body(api.action_spec([a.code for a in active]))
+    if data is None:
+        return refused
     try:
         action = act.create_action(
             case,
@@ -443,12 +446,9 @@ def update_action(uuid: str) -> Any:
     action = get_or_404(act.Action, uuid, need="view")
     if not action.can_update(me()):
         deny(object_type="actions", object_uuid=action.uuid, why="record:update")
-    body, refused = json_body()
-    if body is None:
+    data, refused = checked_body(api.action_update_spec())
+    if data is None:
         return refused
-    data, errors = api.check_body(body, api.action_update_spec())
-    if errors:
-        return invalid(errors, NOT_SAVED)
     change = act.ActionUpdate(
         status=act.ActionStatus(data["status"]),
         evidence=data.get("evidence"),
@@ -537,13 +537,10 @@ def case_safety_plan(uuid: str) -> Any:
 @case_roles
 def save_safety_plan(uuid: str) -> Any:
     case = get_or_404(Case, uuid, need="view")
-    body, refused = json_body()
-    if body is None:
-        return refused
     active = all_agencies(active_only=True)
-    data, errors = api.check_body(body, api.plan_spec([a.code for a in active]))
-    if errors:
-        return invalid(errors, NOT_SAVED)
+    data, refused = checked_body(api.plan_spec([a.code for a in active]))
+    if data is None:
+        return refused
     leads = {str(u.uuid): u for u in act.lead_candidates(case)}
     given = act.PlanInput(
         status=act.PlanStatus(data["status"]),

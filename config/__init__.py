@@ -8,6 +8,7 @@ profile.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
@@ -28,6 +29,19 @@ def _env_bool(name: str, default: bool) -> bool:
 def _env_int(name: str, default: int) -> int:
     raw = os.environ.get(name)
     return int(raw) if raw else default
+
+
+def _env_json(name: str, default: dict[str, Any]) -> dict[str, Any]:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be a JSON object, like {{\"min_sigma\": 1.0}}.") from None
+    if not isinstance(value, dict):
+        raise SystemExit(f"{name} must be a JSON object, like {{\"min_sigma\": 1.0}}.")
+    return value
 
 
 def normalise_database_url(url: str) -> str:
@@ -106,6 +120,34 @@ class Config:
     # Absolute links in e-mails: BASE_URL + the route's path (URLs carry UUIDs only).
     BASE_URL: str = "http://127.0.0.1:5000"
 
+    # Alert broadcast (dr_panel.alerts.broadcast): webhooks must be https; plain http only to
+    # localhost/127.0.0.1, and only where this is on (never in production).
+    WEBHOOK_ALLOW_LOCAL_HTTP: bool = True
+    WEBHOOK_TIMEOUT: float = 10.0
+    WEBHOOK_RETRY_BASE: float = 30.0  # seconds; doubles per attempt, full jitter
+    WEBHOOK_RETRY_CAP: float = 6 * 3600.0
+    WEBHOOK_MAX_FAILURES: int = 8  # consecutive failures before an endpoint is disabled
+    WEBHOOK_THREADS: int = 32
+    WEBHOOK_SECRET_OVERLAP: timedelta = timedelta(hours=24)  # the old secret signs this long
+    BROADCAST_CLAIM: timedelta = timedelta(minutes=5)  # a worker's claim on a batch
+    BROADCAST_BATCH: int = 500
+
+    # Trends: statistical disclosure control (dr_panel.trends.disclosure), NHS Digital's rule.
+    DISCLOSURE_SUPPRESS_BELOW: int = 8  # counts 1..7 are shown as "*"
+    DISCLOSURE_ROUND_TO: int = 5  # other counts rounded to the nearest 5
+    DISCLOSURE_MIN_EVENTS_FOR_RATE: int = 10  # no rate on fewer events
+    EXTRACT_K: int = 5  # record-level extracts are k-anonymous with this k
+
+    # LDIS signals (dr_panel.alerts.signals). SIGNAL_SETTINGS overrides the defaults of
+    # dr_panel.alerts.ears.Settings for every area; SIGNAL_AREA_SETTINGS per area by ONS code,
+    # e.g. {"E06000009": {"min_sigma": 1.0, "poisson": false}} (env: JSON in the same names).
+    SIGNAL_SETTINGS: dict[str, Any] = field(default_factory=dict)
+    SIGNAL_AREA_SETTINGS: dict[str, dict[str, Any]] = field(default_factory=dict)
+    CLUSTER_MIN_CASES: int = 3  # reviewed cases sharing a theme or substance in one area...
+    CLUSTER_WINDOW_DAYS: int = 90  # ...within this many days
+    # The public "report a drug concern" form, per client (Flask-Limiter syntax).
+    DRUG_REPORT_LIMIT: str = "5 per hour;20 per day"
+
     def as_flask_mapping(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -137,6 +179,7 @@ class ProductionConfig(Config):
     SESSION_COOKIE_SECURE: bool = True
     PREFERRED_URL_SCHEME: str = "https"
     MAIL_TRANSPORT: str = "smtp"
+    WEBHOOK_ALLOW_LOCAL_HTTP: bool = False
 
 
 PROFILES: dict[str, type[Config]] = {
@@ -176,6 +219,13 @@ def load_config(name: str | None = None, **overrides: Any) -> Config:
         "MAIL_PASSWORD": os.environ.get("MAIL_PASSWORD", base.MAIL_PASSWORD),
         "MAIL_FROM": os.environ.get("MAIL_FROM", base.MAIL_FROM),
         "BASE_URL": os.environ.get("BASE_URL", base.BASE_URL),
+        "BROADCAST_CLAIM": timedelta(
+            seconds=_env_int(
+                "BROADCAST_CLAIM_SECONDS", int(base.BROADCAST_CLAIM.total_seconds())
+            )
+        ),
+        "SIGNAL_SETTINGS": _env_json("SIGNAL_SETTINGS", base.SIGNAL_SETTINGS),
+        "SIGNAL_AREA_SETTINGS": _env_json("SIGNAL_AREA_SETTINGS", base.SIGNAL_AREA_SETTINGS),
     }
     env.update(overrides)
     return replace(base, **env)

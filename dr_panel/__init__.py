@@ -71,6 +71,9 @@ def create_app(config: Config | str | None = None, **overrides: Any) -> Flask:
 
     security.init_app(app)
     auth.init_app(app)
+    from dr_panel.trends import aggregates as trend_counts
+
+    trend_counts.init_app(app)  # keeps the trend counts in step with the cases
     from dr_panel.mail import services as mail
 
     mail.init_app(app)
@@ -82,6 +85,20 @@ def create_app(config: Config | str | None = None, **overrides: Any) -> Flask:
     app.register_blueprint(imports_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(tokens_bp)
+    from dr_panel.alerts.routes import bp as alerts_bp
+    from dr_panel.alerts.routes import public_bp as drug_concern_bp
+
+    app.register_blueprint(alerts_bp)  # /ldis: signals, reports, assessment, drafting, broadcast
+    app.register_blueprint(drug_concern_bp)  # the public "report a drug concern" form
+    from dr_panel.trends.routes import bp as trends_bp
+
+    app.register_blueprint(trends_bp)
+    from dr_panel.trends.downloads import bp as trends_files_bp
+
+    app.register_blueprint(trends_files_bp)  # charts, exports and the extract
+    from dr_panel.alerts.feeds import bp as feeds_bp
+
+    app.register_blueprint(feeds_bp)  # the Atom feed and CAP documents of issued alerts
     app.jinja_env.globals["app_version"] = __version__
 
     @app.context_processor
@@ -149,4 +166,7 @@ def _configure_logging(app: Flask) -> None:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logger.addHandler(handler)
+        # Our handler prints every line; the root one Alembic sets up when migrating would print
+        # each a second time.
+        logger.propagate = False
     logger.setLevel(os.environ.get("DR_PANEL_LOG_LEVEL", "INFO"))

@@ -359,6 +359,10 @@ def _check_database(url: str) -> None:
 )
 @click.option("--lookups", default=1000, show_default=True, type=click.IntRange(min=10))
 @click.option("--page-requests", default=20, show_default=True, type=click.IntRange(min=3))
+@click.option(
+    "--trend-queries", default=20, show_default=True, type=click.IntRange(min=3),
+    help="Timed runs of each trend query.",
+)  # fmt: skip
 @click.option("--keep", is_flag=True, help="Keep the temporary directory (database, keys).")
 def bench(
     n_cases: int,
@@ -367,6 +371,7 @@ def bench(
     database_url: str | None,
     lookups: int,
     page_requests: int,
+    trend_queries: int,
     keep: bool,
 ) -> None:
     """Benchmark intake, lookup and the case list at a chosen size, on synthetic data.
@@ -381,7 +386,10 @@ def bench(
         else f"sqlite:///{tmp / 'bench.sqlite3'}"
     )
     try:
-        report = _run(tmp, url, n_cases=n_cases, seed=seed, lookups=lookups, pages=page_requests)
+        report = _run(
+            tmp, url, n_cases=n_cases, seed=seed, lookups=lookups, pages=page_requests,
+            trend_runs=trend_queries,
+        )  # fmt: skip
     finally:
         if keep:
             click.echo(f"Kept {tmp}", err=True)
@@ -403,7 +411,10 @@ def bench(
     click.echo(f"\nWritten to {out}")
 
 
-def _run(tmp: Path, url: str, *, n_cases: int, seed: int, lookups: int, pages: int) -> Report:
+def _run(
+    tmp: Path, url: str, *, n_cases: int, seed: int, lookups: int, pages: int,
+    trend_runs: int = 20,
+) -> Report:  # fmt: skip
     from dataclasses import replace
 
     from dr_panel import create_app
@@ -461,6 +472,9 @@ def _run(tmp: Path, url: str, *, n_cases: int, seed: int, lookups: int, pages: i
             raw = _raw_executemany(synthetic, source)
             _intake(report, coordinator, source, raw)
             _lookups(report, synthetic, lookups)
+            _trends(report, trend_runs)
+            _spike_scan(report, n_cases, seed)
+            _fanout(report, app, user_id, *fanout_size(n_cases))
         _case_list(report, app, user_id, password, pages)
         with app.app_context():
             report.facts["persons_stored"] = db.session.scalar(text("SELECT count(*) FROM persons"))
@@ -940,3 +954,491 @@ def current_page_size() -> int:
     from flask import current_app
 
     return int(current_app.config["PAGE_SIZE"])
+
+
+# -- trends (issue 7) -----------------------------------------------------------------------------
+
+# The two trend queries timed: a lead's usual view (one area, monthly, by substance group, over
+# three years) and a cross-tabulation over every area (age band by sex).
+TREND_FROM, TREND_TO = date(2023, 1, 1), date(2025, 12, 1)
+
+
+def _trend_queries(lead: Any) -> tuple[str, dict[str, Callable[[], Any]]]:
+    """How each trend query is answered: through ``dr_panel.trends.queries.run`` for a lead
+    (what a user waits for) when it exists, else by SQL over ``trend_counts``."""
+    from dr_panel.extensions import db
+
+    try:
+        from dr_panel.trends import queries
+    except ImportError:
+        queries = None  # type: ignore[assignment]
+    if queries is not None and hasattr(queries, "run") and hasattr(queries, "parse_query"):
+        calls: dict[str, Callable[[], Any]] = {}
+        for key, args in (
+            (
+                "month_group",
+                {"measure": "count", "by": "period,substance_group", "grain": "month",
+                 "from": "2023-01", "to": "2025-12", "area": AREAS[0][0]},
+            ),
+            ("age_sex", {"measure": "count", "by": "age_band,sex"}),
+        ):  # fmt: skip
+            query, errors = queries.parse_query(args)
+            if errors:
+                break
+            calls[key] = lambda q=query: queries.run(q, lead)
+        else:
+            return "dr_panel.trends.queries.run for a lead (disclosure control included)", calls
+    area_id = db.session.scalar(
+        text("SELECT id FROM areas WHERE ons_code = :c"), {"c": AREAS[0][0]}
+    )
+    month_group = text(
+        "SELECT month, val_a, SUM(n) FROM trend_counts WHERE dim_a = 'substance_group' "
+        "AND dim_b = '' AND area_id = :area AND month BETWEEN :lo AND :hi "
+        "GROUP BY month, val_a ORDER BY month, val_a"
+    )
+    age_sex = text(
+        "SELECT val_a, val_b, SUM(n) FROM trend_counts WHERE dim_a = 'age_band' "
+        "AND dim_b = 'sex' GROUP BY val_a, val_b ORDER BY val_a, val_b"
+    )
+    return "SQL over trend_counts (dr_panel.trends.queries not available)", {
+        "month_group": lambda: db.session.execute(
+            month_group, {"area": area_id, "lo": TREND_FROM, "hi": TREND_TO}
+        ).all(),
+        "age_sex": lambda: db.session.execute(age_sex).all(),
+    }
+
+
+def _trend_duckdb() -> tuple[Any, dict[str, str]]:
+    """The same aggregations over the case rows themselves, in DuckDB: the rows are read from
+    the database into DuckDB first (not timed), the aggregations are timed."""
+    import duckdb
+    import pandas as pd
+
+    from dr_panel.extensions import db
+
+    conn = db.session.connection()
+    duck = duckdb.connect()
+    # In chunks, so that a million rows never sit in memory as Python objects at once.
+    for name, sql in (
+        ("cases", "SELECT id, area_id, event_date, status, person_id, age_band FROM cases"),
+        ("persons", "SELECT id, sex FROM persons"),
+        ("case_substances", "SELECT case_id, substance_id FROM case_substances"),
+        ("substances", 'SELECT id, "group" AS grp FROM substances'),
+        ("areas", "SELECT id, ons_code FROM areas"),
+    ):
+        for i, frame in enumerate(pd.read_sql_query(text(sql), conn, chunksize=100_000)):
+            if "event_date" in frame:
+                frame["event_date"] = pd.to_datetime(frame["event_date"])
+            duck.register("chunk", frame)
+            duck.execute(
+                f"CREATE TABLE {name} AS SELECT * FROM chunk"  # noqa: S608  (names above)
+                if i == 0
+                else f"INSERT INTO {name} SELECT * FROM chunk"  # noqa: S608
+            )
+            duck.unregister("chunk")
+            del frame
+    lo, hi = TREND_FROM.isoformat(), date(2025, 12, 31).isoformat()
+    return duck, {
+        # A case mentioning two substances of a group counts once under it; none: "none".
+        "month_group": f"""
+            SELECT CAST(date_trunc('month', c.event_date) AS DATE) AS month,
+                   COALESCE(s.grp, 'none') AS grp, COUNT(DISTINCT c.id)
+            FROM cases c JOIN areas a ON a.id = c.area_id
+            LEFT JOIN case_substances cs ON cs.case_id = c.id
+            LEFT JOIN substances s ON s.id = cs.substance_id
+            WHERE a.ons_code = '{AREAS[0][0]}' AND c.status <> 'duplicate'
+              AND c.event_date BETWEEN DATE '{lo}' AND DATE '{hi}'
+            GROUP BY 1, 2 ORDER BY 1, 2""",  # noqa: S608  (constants only)
+        "age_sex": """
+            SELECT COALESCE(c.age_band, 'unknown'), p.sex, COUNT(*)
+            FROM cases c JOIN persons p ON p.id = c.person_id
+            WHERE c.status <> 'duplicate'
+            GROUP BY 1, 2 ORDER BY 1, 2""",
+    }
+
+
+def _trends(report: Report, runs: int) -> None:
+    from dr_panel.auth import services as accounts
+    from dr_panel.auth.models import Role
+    from dr_panel.extensions import db
+
+    lead, _ = accounts.create_user(
+        accounts.AccountDetails(
+            email="bench.lead@example.org",
+            display_name="Bench Lead",
+            role=Role.LEAD,
+            area_codes=[code for code, _ in AREAS],
+        ),
+        password=secrets.token_urlsafe(24),
+        by=None,
+        must_change=False,
+    )
+    db.session.commit()
+    how, calls = _trend_queries(lead)
+    duck, duck_sql = _trend_duckdb()
+    labels = {
+        "month_group": "Trend query: one area, month x substance group, 3 years",
+        "age_sex": "Trend query: all areas, age band x sex",
+    }
+    facts: dict[str, Any] = {
+        "answered_by": how,
+        "trend_count_rows": db.session.scalar(text("SELECT count(*) FROM trend_counts")),
+        "runs": runs,
+    }
+    with _bar(2 * runs, "Trend queries") as bar:
+        for key, call in calls.items():
+            call()  # warm the cache, as a second visitor would find it
+            ours = []
+            for _ in range(runs):
+                started = time.perf_counter()
+                call()
+                ours.append((time.perf_counter() - started) * 1000)
+                bar.update(1)
+            duck.execute(duck_sql[key]).fetchall()
+            theirs = []
+            for _ in range(runs):
+                started = time.perf_counter()
+                duck.execute(duck_sql[key]).fetchall()
+                theirs.append((time.perf_counter() - started) * 1000)
+            median, duck_median = statistics.median(ours), statistics.median(theirs)
+            report.add(f"trend_{key}_median_ms", f"{labels[key]}, median", median, "ms",
+                       "<= 200", note=how)  # fmt: skip
+            report.add(f"trend_{key}_duckdb_ms", "  DuckDB, same aggregation over the case rows",
+                       duck_median, "ms")  # fmt: skip
+            report.add(f"trend_{key}_ratio", "  ours / DuckDB", median / duck_median, "x")
+            facts[key] = {"p95_ms": round(_percentile(ours, 0.95), 2)}
+    if how.startswith("SQL"):
+        # Same numbers both ways: the pre-aggregated counts against DuckDB's count of the rows.
+        for key in calls:
+            ours_rows = {(str(r[0])[:10], r[1]): r[2] for r in calls[key]()}
+            duck_rows = {
+                (str(r[0])[:10], r[1]): r[2] for r in duck.execute(duck_sql[key]).fetchall()
+            }
+            facts[key]["same_as_duckdb"] = ours_rows == duck_rows
+    duck.close()
+    report.facts["trends"] = facts
+
+
+# -- spike scan (issue 6) -----------------------------------------------------------------------
+
+SPIKE_AREAS = 10
+SPIKE_YEARS = 6
+SPIKE_GROUPS = (
+    "opioids", "stimulants", "benzodiazepines", "gabapentinoids", "alcohol",
+    "synthetic_cannabinoids", "other", "none",
+)  # fmt: skip
+
+
+def _spike_scan(report: Report, events: int, seed: int) -> None:
+    """The LDIS spike scan over every area x case type x substance group series: ``events``
+    synthetic events spread over 10 areas x 6 years x 2 case types x 8 substance groups, written
+    straight into ``daily_counts`` (as ``dr_panel.trends.aggregates`` keeps it), with a few
+    spikes planted. Timed: reading every series and running EARS C1, C2, C3 and Poisson over
+    every day of them. For context: the daily cron scan (14 days, storing the signals)."""
+    import numpy as np
+
+    from dr_panel.alerts import signals as sig
+    from dr_panel.dbtypes import refresh_planner_statistics, utcnow
+    from dr_panel.extensions import db
+    from dr_panel.reference.models import Area
+    from dr_panel.trends.models import DailyCount
+
+    rng = np.random.default_rng(seed)
+    areas = [Area(ons_code=f"E09{900000 + i:06d}", name=f"Bench spike area {i + 1}")
+             for i in range(SPIKE_AREAS)]  # fmt: skip
+    db.session.add_all(areas)
+    db.session.flush()
+    end = utcnow().date()
+    n_days = 365 * SPIKE_YEARS
+    start = end - timedelta(days=n_days - 1)
+    lam = events / (SPIKE_AREAS * 2 * n_days)
+    group_p = np.array([0.4, 0.2, 0.1, 0.08, 0.08, 0.04, 0.05, 0.05])
+    rows: list[dict[str, Any]] = []
+    total = 0
+    for area in areas:
+        for case_type in ("nfo", "death"):
+            share = 0.8 if case_type == "nfo" else 0.2
+            daily = rng.poisson(lam * 2 * share, n_days)
+            daily[rng.integers(0, n_days, 3)] += rng.integers(5, 30, 3)  # planted spikes
+            total += int(daily.sum())
+            by_group = np.array([rng.multinomial(n, group_p) for n in daily])
+            for d in np.nonzero(daily)[0].tolist():
+                day = start + timedelta(days=d)
+                rows.append({"area_id": area.id, "day": day, "case_type": case_type,
+                             "substance_group": "*", "n": int(daily[d])})  # fmt: skip
+                for g, n in enumerate(by_group[d].tolist()):
+                    if n:
+                        rows.append({"area_id": area.id, "day": day, "case_type": case_type,
+                                     "substance_group": SPIKE_GROUPS[g], "n": n})  # fmt: skip
+    db.session.execute(DailyCount.__table__.delete().where(
+        DailyCount.area_id.in_([a.id for a in areas])))  # fmt: skip
+    for i in range(0, len(rows), 20_000):
+        db.session.execute(DailyCount.__table__.insert(), rows[i : i + 20_000])
+    db.session.commit()
+    refresh_planner_statistics(db.session)
+    # The target: the scan the product runs (`dr-panel signals scan`, cron): every series of
+    # every area, its 14-day look-back tested by every method, the signals stored. It reads only
+    # the weeks the methods need, however long the history. Each run is rolled back, so every
+    # run finds and stores the same signals.
+    timings, cpu = [], []
+    for _ in range(3):
+        started, cpu_started = time.perf_counter(), time.process_time()
+        cron = sig.scan(end)
+        db.session.flush()
+        timings.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - cpu_started)
+        db.session.rollback()
+    report.add("spike_scan_seconds",
+               f"Spike scan (signals scan: every series, 14 days tested; {total:,} events "
+               "stored)", statistics.median(timings), "s", "<= 1",
+               note="median of 3; reads the series, runs C1/C2/C3/Poisson, stores the signals")
+    report.add("spike_scan_cpu_seconds", "  CPU time of the same scan (median of 3)",
+               statistics.median(cpu), "s")
+    # For context, no target: every day of the whole history through every method, as a
+    # rescan after changing the settings would.
+    started = time.perf_counter()
+    n_series, days, alarms = sig.full_scan(start, end)
+    report.add("spike_scan_full_history_seconds",
+               f"  full-history rescan, {n_series} series x {days} days (context)",
+               time.perf_counter() - started, "s")
+    report.facts["spike_scan"] = {
+        "events": total, "daily_count_rows": len(rows), "series": n_series, "days": days,
+        "alarms_by_method_full_history": alarms,
+        "runs_seconds": [round(t, 3) for t in timings],
+        "runs_cpu_seconds": [round(t, 3) for t in cpu],
+        "scan_new_signals": cron.new,
+    }  # fmt: skip
+
+
+# -- alert fan-out (issue 6, the broadcast) -----------------------------------------------------
+
+FANOUT_EMAILS = 10_000  # at the full 1,000,000 cases; smaller runs scale it down
+FANOUT_HOOKS = 1_000
+
+
+def fanout_size(n_cases: int) -> tuple[int, int]:
+    """E-mails and webhooks for a run of ``n_cases``: the issue's 10,000 + 1,000 at a million
+    cases, in proportion below (at least 20 + 2), so a small run stays small."""
+    share = min(1.0, n_cases / 1_000_000)
+    return max(20, round(FANOUT_EMAILS * share)), max(2, round(FANOUT_HOOKS * share))
+
+
+class _DiscardingSmtp:
+    """aiosmtpd handler: accepts and drops every message, counting them."""
+
+    def __init__(self, counter: Any) -> None:
+        self.counter = counter
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.counter.get_lock():
+            self.counter.value += 1
+        return "250 OK"
+
+
+def _serve_receivers(smtp_port: int, http_port: int, counter: Any, ready: Any) -> None:
+    """In a child process (so the receivers never compete with the worker for the GIL): a
+    discarding SMTP server and a fast HTTP server answering 204 to any POST (1,000 endpoints
+    are 1,000 paths on it)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from aiosmtpd.controller import Controller
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+        request_queue_size = 1024  # the listen backlog: the worker connects many at once
+
+    http = Server(("127.0.0.1", http_port), Hook)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    controller = Controller(_DiscardingSmtp(counter), hostname="127.0.0.1", port=smtp_port)
+    controller.start()
+    ready.set()
+    threading.Event().wait()  # until terminated
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _fanout_receivers() -> tuple[Any, Any, int, int]:
+    import multiprocessing
+
+    try:
+        import aiosmtpd  # noqa: F401
+    except ImportError:  # a test dependency
+        raise click.ClickException(
+            "The fan-out benchmark needs aiosmtpd: pip install 'dr-panel[test]'."
+        ) from None
+    ctx = multiprocessing.get_context("spawn")
+    counter = ctx.Value("q", 0)
+    ready = ctx.Event()
+    smtp_port, http_port = _free_port(), _free_port()
+    proc = ctx.Process(target=_serve_receivers, args=(smtp_port, http_port, counter, ready),
+                       daemon=True)  # fmt: skip
+    proc.start()
+    if not ready.wait(60):
+        proc.terminate()
+        raise click.ClickException("The benchmark's local receivers did not start.")
+    return proc, counter, smtp_port, http_port
+
+
+def _fanout(
+    report: Report, app: Any, coordinator_id: int, emails: int = FANOUT_EMAILS,
+    hooks: int = FANOUT_HOOKS,
+) -> None:
+    """One alert to 10,000 e-mail subscribers and 1,000 webhook endpoints on local receivers,
+    end to end: from the transaction that issues the version and queues every delivery (the
+    outbox) to the last delivery recorded as sent, by the worker's own rounds
+    (``broadcast.deliver``: one SMTP connection per batch, webhooks from a thread pool, each
+    delivery recorded in its own transaction). Compared with sending the same 10,000 e-mails
+    with bare ``smtplib`` on one connection and recording nothing."""
+    import json as json_mod
+    import smtplib
+    import uuid as uuid_mod
+    from dataclasses import replace
+
+    from dr_panel.alerts import broadcast, webhooks
+    from dr_panel.alerts.models import (
+        Alert,
+        AlertLevel,
+        AlertStatus,
+        AlertVersion,
+        Channel,
+        Delivery,
+        DeliveryStatus,
+        MsgType,
+        Scope,
+        Subscriber,
+        subscriber_areas,
+    )
+    from dr_panel.alerts.subscribers import encrypt_secret
+    from dr_panel.dbtypes import utcnow
+    from dr_panel.extensions import db
+    from dr_panel.mail.transports import build_message
+    from dr_panel.reference.models import Area
+
+    receivers, received, smtp_port, http_port = _fanout_receivers()
+    try:
+        config = replace(
+            TestingConfig(),
+            INSTANCE_PATH=app.config["INSTANCE_PATH"],
+            SQLALCHEMY_DATABASE_URI=app.config["SQLALCHEMY_DATABASE_URI"],
+            KEYS_FILE=app.config["KEYS_FILE"],
+            MAIL_TRANSPORT="smtp", MAIL_SERVER="127.0.0.1", MAIL_PORT=smtp_port,
+            MAIL_USE_STARTTLS=False, MAIL_SEND_AFTER_REQUEST=False,
+        )  # fmt: skip
+        from dr_panel import create_app
+
+        fan_app = create_app(config)
+        with fan_app.app_context():
+            area_id = db.session.scalar(select(Area.id).where(Area.ons_code == AREAS[0][0]))
+            assert area_id is not None
+            now = utcnow()
+            rows = [
+                {"uuid": uuid_mod.uuid4(), "channel": Channel.EMAIL, "name": f"Bench team {i}",
+                 "email": f"team{i}@bench.example.org", "url": None, "audiences": "[]",
+                 "receives_restricted": True, "is_active": True, "consecutive_failures": 0,
+                 "created_at": now}
+                for i in range(emails)
+            ] + [
+                {"uuid": uuid_mod.uuid4(), "channel": Channel.WEBHOOK, "name": f"Bench hook {i}",
+                 "url": f"http://127.0.0.1:{http_port}/hooks/{i}", "email": None,
+                 "audiences": "[]",
+                 "receives_restricted": True, "is_active": True, "consecutive_failures": 0,
+                 "created_at": now}
+                for i in range(hooks)
+            ]  # fmt: skip
+            db.session.execute(Subscriber.__table__.insert(), rows)
+            subs = db.session.scalars(select(Subscriber)).all()
+            db.session.execute(subscriber_areas.insert(), [
+                {"subscriber_id": s.id, "area_id": area_id} for s in subs])  # fmt: skip
+            for s in subs:
+                if s.channel == Channel.WEBHOOK:
+                    s.secret_enc = encrypt_secret(s, "secret", webhooks.new_secret())
+            db.session.commit()
+            db.session.expunge_all()
+            content = {
+                "title": "Bench alert: strong blue tablets sold as diazepam",
+                "substance": "Suspected nitazene", "sold_as": "Diazepam",
+                "appearance": "Blue round tablets", "adulterant": "Nitazene suspected",
+                "signs_of_harm": "Pinpoint pupils, slow breathing",
+                "advice": "Do not use alone; carry naloxone",
+                "professional_actions": "Share with clients; keep naloxone at hand",
+                "counts": "Fewer than 8 people needed hospital care",
+            }  # fmt: skip
+
+            started = time.perf_counter()
+            # The issue transaction: freeze the version and queue every delivery together.
+            alert = Alert(reference="BENCH-1", created_by_id=coordinator_id, area_id=area_id,
+                          status=AlertStatus.ISSUED)  # fmt: skip
+            version = AlertVersion(number=1, msg_type=MsgType.ALERT,
+                                   level=AlertLevel.URGENT_ALERT, scope=Scope.RESTRICTED,
+                                   content=json_mod.dumps(content), audiences="[]",
+                                   drafted_by_id=coordinator_id, issued_at=utcnow())  # fmt: skip
+            version.areas = [db.session.get(Area, area_id)]
+            alert.versions.append(version)
+            db.session.add(alert)
+            db.session.flush()
+            queued = broadcast.queue_deliveries(version)
+            db.session.commit()
+            issued = time.perf_counter() - started
+            rounds = 0
+            sent = 0
+            while True:
+                r = broadcast.deliver()
+                rounds += 1
+                sent += r.sent
+                if r.remaining == 0 or (r.sent == 0 and r.failed == 0 and r.gave_up == 0):
+                    break
+            total = time.perf_counter() - started
+            by_status = dict(db.session.execute(
+                select(Delivery.status, func.count()).group_by(Delivery.status)).all())  # fmt: skip
+            unsent = queued - int(by_status.get(DeliveryStatus.SENT, 0))
+
+        # The same 10,000 e-mails with bare smtplib on one connection, nothing recorded.
+        with fan_app.app_context():
+            sample = build_message(uuid=str(uuid_mod.uuid4()), sender=config.MAIL_FROM,
+                                   to="team0@bench.example.org", subject=content["title"],
+                                   text="\n\n".join(content.values()) + "\n" * 40,
+                                   html="<p>" + "</p><p>".join(content.values()) + "</p>")
+        payload = sample.as_bytes()
+        before = received.value
+        bare_started = time.perf_counter()
+        with smtplib.SMTP("127.0.0.1", smtp_port, timeout=30) as smtp:
+            for i in range(emails):
+                smtp.sendmail(config.MAIL_FROM, [f"team{i}@bench.example.org"], payload)
+        bare = time.perf_counter() - bare_started
+        bare_received = received.value - before
+    finally:
+        receivers.terminate()
+        receivers.join(10)
+    report.add("fanout_seconds",
+               f"Alert fan-out to {emails:,} e-mails + {hooks:,} webhooks",
+               total, "s", "<= 60",
+               note=f"issue to last delivery recorded; {rounds} worker rounds; "
+               f"{unsent} not sent")  # fmt: skip
+    report.add("fanout_bare_smtplib_seconds",
+               f"  bare smtplib, {emails:,} e-mails on one connection", bare, "s")
+    report.add("fanout_ratio_to_bare_smtplib", "  fan-out / bare smtplib", total / bare, "x")
+    report.facts["fanout"] = {
+        "emails": emails, "webhooks": hooks, "queued": queued,
+        "issue_transaction_seconds": round(issued, 3), "rounds": rounds, "sent": sent,
+        "by_status": {str(k.value if hasattr(k, "value") else k): v
+                      for k, v in by_status.items()},
+        "smtp_messages_received": received.value - bare_received,
+        "bare_smtplib_received": bare_received,
+        "bare_smtplib_seconds": round(bare, 3), "ratio": round(total / bare, 2),
+    }  # fmt: skip

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from werkzeug.serving import run_simple
 
 from dr_panel import create_app
+from dr_panel.alerts.cli import alerts_cli, signals
 from dr_panel.api.cli import tokens
 from dr_panel.auth import services as accounts
 from dr_panel.auth.models import Role, User
@@ -27,6 +28,8 @@ from dr_panel.reference import services as reference
 from dr_panel.reference.models import Sector
 from dr_panel.reviews.actions import actions_cli
 from dr_panel.reviews.cli import requests
+from dr_panel.trends.cli import trends
+from dr_panel.trends.populations import populations_cli
 
 
 @click.group(cls=FlaskGroup, create_app=lambda: create_app(), add_version_option=True)
@@ -291,8 +294,10 @@ def start(host: str, port: int) -> None:
     click.echo(f"dr-panel is running at http://{host}:{port}/  (Ctrl+C to stop)")
     # Werkzeug's server directly: Flask ignores app.run() inside a CLI command. Threads, so one
     # slow page does not hold up another; for production, serve with a WSGI server instead.
-    from dr_panel.mail.services import start_worker
+    from dr_panel.alerts.broadcast import deliver_in_worker
+    from dr_panel.mail.services import add_job, start_worker
 
+    add_job(app, deliver_in_worker)  # the alert broadcast goes out from the same worker
     worker = start_worker(app)  # delivers every 30 s, and at once when a request queues mail
     try:
         run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
@@ -308,6 +313,10 @@ main.add_command(bench)
 main.add_command(mail)
 main.add_command(requests)
 main.add_command(actions_cli)
+main.add_command(trends)
+main.add_command(populations_cli)
+main.add_command(alerts_cli)
+main.add_command(signals)
 
 
 if __name__ == "__main__":  # pragma: no cover

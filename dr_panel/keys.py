@@ -92,6 +92,12 @@ ENCRYPTED_COLUMNS: tuple[EncryptedColumn, ...] = (
     EncryptedColumn("case_reviews", "missed_opportunities_enc"),
     EncryptedColumn("case_factors", "description_enc"),
     EncryptedColumn("learning_points", "text_enc"),
+    EncryptedColumn("subscribers", "secret_enc"),
+    EncryptedColumn("subscribers", "previous_secret_enc"),
+    EncryptedColumn("drug_reports", "content_enc"),
+    EncryptedColumn("drug_reports", "reporter_contact_enc"),
+    EncryptedColumn("assessments", "notes_enc"),
+    EncryptedColumn("assessments", "rationale_enc"),
 )
 
 

@@ -1,5 +1,16 @@
 """Every model, imported in one place so that Alembic and ``create_all`` see all tables."""
 
+from dr_panel.alerts.models import (
+    Alert,
+    AlertVersion,
+    Assessment,
+    Delivery,
+    DrugReport,
+    Signal,
+    Subscriber,
+    alert_version_areas,
+    subscriber_areas,
+)
 from dr_panel.audit.models import AuditEntry, Outcome
 from dr_panel.auth.models import ApiToken, Role, User, UserSession, user_areas
 from dr_panel.cases.models import Case, CaseEvent, Person, Substance, case_substances
@@ -14,6 +25,7 @@ from dr_panel.reviews.findings import (
     learning_point_themes,
 )
 from dr_panel.reviews.models import InfoRequest, Meeting, MeetingItem, MeetingMember
+from dr_panel.trends.models import DailyCount, Population, TrendCount
 
 __all__ = [
     "Agency", "ApiToken", "Area", "AuditEntry", "Case", "CaseEvent", "InfoRequest", "Meeting",
@@ -22,4 +34,7 @@ __all__ = [
     "case_substances", "user_areas",
     "Action", "SafetyPlan",
     "CaseReview", "Factor", "LearningPoint", "Theme", "learning_point_themes",
+    "DailyCount", "Population", "TrendCount",
+    "Alert", "AlertVersion", "Assessment", "Delivery", "DrugReport", "Signal", "Subscriber",
+    "alert_version_areas", "subscriber_areas",
 ]

@@ -97,6 +97,79 @@ MATRIX: dict[str, Any] = {
     "api.save_findings": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER}),
     "api.case_safety_plan": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER}),
     "api.save_safety_plan": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER}),
+    # -- trends: charts, downloads and the record-level extract (trends/downloads.py)
+    "trends_files.chart": frozenset({Role.LEAD, Role.COORDINATOR}),
+    "trends_files.export": frozenset({Role.LEAD, Role.COORDINATOR}),
+    "trends_files.extract": frozenset({Role.LEAD, Role.COORDINATOR}),
+    # -- trends: the dashboard, populations and the API (trends/routes.py)
+    "trends.dashboard": frozenset({Role.LEAD, Role.COORDINATOR}),
+    "trends.populations": frozenset({Role.LEAD, Role.ADMIN}),
+    "api.trends": frozenset({Role.LEAD, Role.COORDINATOR}),
+    # -- alerts: signals, drug-concern reports, the queue and assessment (alerts/routes.py)
+    "alerts.queue": frozenset({Role.COORDINATOR}),
+    "alerts.signals": frozenset({Role.COORDINATOR}),
+    "alerts.signal": frozenset({Role.COORDINATOR}),
+    "alerts.signal_chart": frozenset({Role.COORDINATOR}),
+    "alerts.assess_signal": frozenset({Role.COORDINATOR}),
+    "alerts.reports": frozenset({Role.COORDINATOR}),
+    "alerts.report": frozenset({Role.COORDINATOR}),
+    "alerts.assess_report": frozenset({Role.COORDINATOR}),
+    "alerts.new_report": frozenset(
+        {Role.COORDINATOR, Role.PANEL_MEMBER, Role.AGENCY_CONTRIBUTOR, Role.LEAD}
+    ),
+    "drug_concern.public_report": PUBLIC,
+    "api.list_signals": frozenset({Role.COORDINATOR}),
+    "api.get_signal": frozenset({Role.COORDINATOR}),
+    "api.list_reports": frozenset({Role.COORDINATOR}),
+    "api.get_report": frozenset({Role.COORDINATOR}),
+    "api.create_report": frozenset(
+        {Role.COORDINATOR, Role.PANEL_MEMBER, Role.AGENCY_CONTRIBUTOR, Role.LEAD}
+    ),
+    "api.create_assessment": frozenset({Role.COORDINATOR}),
+    # -- alerts: the broadcast (alerts/broadcast_routes.py)
+    "alerts.subscribers": frozenset({Role.COORDINATOR}),
+    "alerts.new_subscriber": frozenset({Role.COORDINATOR}),
+    "alerts.subscriber": frozenset({Role.COORDINATOR}),
+    "alerts.disable_subscriber": frozenset({Role.COORDINATOR}),
+    "alerts.enable_subscriber": frozenset({Role.COORDINATOR}),
+    "alerts.rotate_secret": frozenset({Role.COORDINATOR}),
+    "alerts.deliveries": frozenset({Role.COORDINATOR}),
+    "alerts.ack": PUBLIC,
+    "api.list_subscriptions": frozenset({Role.COORDINATOR}),
+    "api.create_subscription": frozenset({Role.COORDINATOR}),
+    "api.get_subscription": frozenset({Role.COORDINATOR}),
+    "api.update_subscription": frozenset({Role.COORDINATOR}),
+    "api.delete_subscription": frozenset({Role.COORDINATOR}),
+    "api.rotate_subscription_secret": frozenset({Role.COORDINATOR}),
+    "api.alert_deliveries": frozenset({Role.COORDINATOR}),
+    # -- alerts: drafting, approval, the archive, CAP and Atom (alerts/drafting_routes.py, feeds.py)
+    "alerts.archive": frozenset(
+        {Role.COORDINATOR, Role.LEAD, Role.PANEL_MEMBER, Role.AGENCY_CONTRIBUTOR}
+    ),
+    "alerts.alert_page": frozenset(
+        {Role.COORDINATOR, Role.LEAD, Role.PANEL_MEMBER, Role.AGENCY_CONTRIBUTOR}
+    ),
+    "alerts.new_draft": frozenset({Role.COORDINATOR}),
+    "alerts.edit_draft": frozenset({Role.COORDINATOR}),
+    "alerts.draft_page": frozenset({Role.COORDINATOR, Role.LEAD}),
+    "alerts.submit": frozenset({Role.COORDINATOR}),
+    "alerts.approve": frozenset({Role.COORDINATOR, Role.LEAD}),
+    "alerts.update": frozenset({Role.COORDINATOR}),
+    "alerts.cancel": frozenset({Role.COORDINATOR}),
+    "alerts.discard": frozenset({Role.COORDINATOR}),
+    "feeds.alerts_atom": PUBLIC,
+    "feeds.cap": PUBLIC,
+    "api.list_alerts": frozenset(
+        {Role.COORDINATOR, Role.LEAD, Role.PANEL_MEMBER, Role.AGENCY_CONTRIBUTOR}
+    ),
+    "api.get_alert": frozenset(
+        {Role.COORDINATOR, Role.LEAD, Role.PANEL_MEMBER, Role.AGENCY_CONTRIBUTOR}
+    ),
+    "api.create_alert": frozenset({Role.COORDINATOR}),
+    "api.submit_alert": frozenset({Role.COORDINATOR}),
+    "api.approve_alert": frozenset({Role.COORDINATOR, Role.LEAD}),
+    "api.update_alert": frozenset({Role.COORDINATOR}),
+    "api.cancel_alert": frozenset({Role.COORDINATOR}),
     "api_tokens.index": SIGNED_IN,
     "api_tokens.create": SIGNED_IN,
     "api_tokens.revoke": SIGNED_IN,

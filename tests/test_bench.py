@@ -29,6 +29,18 @@ FIGURES = {
     "case_list_filtered_median_ms",
     "case_list_filtered_p95_ms",
     "peak_memory_mb",
+    "trend_month_group_median_ms",
+    "trend_month_group_duckdb_ms",
+    "trend_month_group_ratio",
+    "trend_age_sex_median_ms",
+    "trend_age_sex_duckdb_ms",
+    "trend_age_sex_ratio",
+    "spike_scan_seconds",
+    "spike_scan_cpu_seconds",
+    "spike_scan_full_history_seconds",
+    "fanout_seconds",
+    "fanout_bare_smtplib_seconds",
+    "fanout_ratio_to_bare_smtplib",
 }
 
 

@@ -142,6 +142,12 @@ def test_rotation_of_thousands_loses_nothing_and_an_interrupted_run_resumes(
         "case_reviews.missed_opportunities": 0,
         "case_factors.description": 0,
         "learning_points.text": 0,
+        "subscribers.secret": 0,
+        "subscribers.previous_secret": 0,
+        "drug_reports.content": 0,
+        "drug_reports.reporter_contact": 0,
+        "assessments.notes": 0,
+        "assessments.rationale": 0,
     }
 
     # 2. The rotation crashes in its third batch: two batches are saved, the third is not.

@@ -8,6 +8,7 @@ import enum
 from collections.abc import Iterable
 from typing import Any
 
+from dr_panel.alerts import broadcast_api, drafting_api
 from dr_panel.api import services as api
 from dr_panel.cases.models import (
     AGE_BANDS,
@@ -23,6 +24,7 @@ from dr_panel.cases.workflow import TRANSITIONS
 from dr_panel.reviews.actions import ActionStatus, Intervention, PlanStatus
 from dr_panel.reviews.findings import Domain, Preventability, Score
 from dr_panel.reviews.models import RETURN_TEXTS, Engagement, RequestStatus
+from dr_panel.trends import routes as trends_api
 
 PROBLEM = "application/problem+json"
 NULL = "null"
@@ -859,6 +861,200 @@ def _findings_paths() -> dict[str, Any]:
     }
 
 
+def _ldis_schemas() -> dict[str, Any]:
+    """Signals, drug-concern reports and assessments (dr_panel.alerts)."""
+    from dr_panel.alerts import assessment as ldis
+    from dr_panel.alerts import reports as drug_reports
+    from dr_panel.alerts.models import (
+        Decision,
+        ItemStatus,
+        Rating,
+        Reliability,
+        ReportSource,
+        Severity,
+        SignalKind,
+        SignalMethod,
+    )
+
+    area = _object({"code": {"type": "string"}, "name": {"type": "string"}})
+    number_or_null = {"type": ["number", NULL]}
+    report = _object(
+        {
+            "uuid": UUID,
+            "reference": {"type": "string", "description": "DC-<year>-<number>."},
+            "source": _enum(ReportSource),
+            "area": area,
+            "seen_on": DATE,
+            "is_urgent": {"type": "boolean"},
+            "status": _enum(ItemStatus),
+            "received_at": DATETIME,
+        },
+        "A drug-concern report. 'content' (its text) only in GET /api/v1/reports/{uuid}.",
+    )
+    report["properties"]["content"] = _object(
+        {k: {"type": "string"} for k in drug_reports.TEXT_FIELDS}
+    )
+    described = {
+        "area": "ONS code of the area where it was seen, e.g. E06000009.",
+        "seen_on": "When it was seen (YYYY-MM-DD), not in the future.",
+        "is_urgent": "true if someone died or needed hospital care: assessed within 24 hours.",
+    }
+    described.update({k: label for k, (label, _) in drug_reports.TEXT_FIELDS.items()})
+    return {
+        "Signal": _object(
+            {
+                "uuid": UUID,
+                "kind": _enum(SignalKind),
+                "method": _enum(SignalMethod),
+                "area": area,
+                "case_type": _enum(CaseType, nullable=True),
+                "subject": {"type": "string"},
+                "label": {"type": "string"},
+                "day": DATE,
+                "observed": {"type": "integer", "minimum": 0},
+                "expected": number_or_null,
+                "threshold": number_or_null,
+                "is_urgent": {"type": "boolean"},
+                "status": _enum(ItemStatus),
+                "detected_at": DATETIME,
+                "evidence": {
+                    "type": "object",
+                    "description": "Counts, dates and thresholds (spikes: the series; "
+                    "clusters: the cases' UUIDs). No identifiers.",
+                },
+            },
+            "A spike or cluster for the LDIS panel to assess. Never broadcast by itself.",
+        ),
+        "SignalList": _object(
+            {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Signal"}}}
+        ),
+        "DrugReport": report,
+        "DrugReportList": _object(
+            {"items": {"type": "array", "items": {"$ref": "#/components/schemas/DrugReport"}}}
+        ),
+        "NewDrugReport": _body_schema(
+            drug_reports.report_spec(),
+            "A drug-concern report. No names, addresses, dates of birth, NHS numbers, phone "
+            "numbers or e-mail addresses: the identifier-leak gate refuses them (400).",
+            described,
+        ),
+        "NewAssessment": _body_schema(
+            ldis.assessment_spec(),
+            "The LDIS panel's grading and decision on one signal or report.",
+            {
+                "signal": "The signal's UUID (give this or 'report').",
+                "report": "The report's UUID (give this or 'signal').",
+                "rationale": "Why the panel decided this. Stored encrypted.",
+                "notes": "Stored encrypted.",
+            },
+        ),
+        "Assessment": _object(
+            {
+                "uuid": UUID,
+                "item": _object(
+                    {
+                        "type": {"type": "string", "enum": ["signal", "report"]},
+                        "uuid": UUID,
+                        "status": _enum(ItemStatus),
+                    }
+                ),
+                "reliability": _enum(Reliability),
+                "plausibility": _enum(Rating),
+                "local_relevance": _enum(Rating),
+                "severity": _enum(Severity),
+                "decision": _enum(Decision),
+                "assessed_at": DATETIME,
+            }
+        ),
+    }
+
+
+def _ldis_paths() -> dict[str, Any]:
+    from dr_panel.alerts.models import ItemStatus
+
+    common = {"401": _ref("Unauthorized"), "403": _ref("Forbidden")}
+    too_large = _problem(f"The body is larger than {api.BODY_MAX_BYTES // 1024} KiB.")
+    status = [_query("status", _enum(ItemStatus), "Only items in this status.")]
+    return {
+        "/api/v1/signals": {
+            "get": {
+                "operationId": "listSignals",
+                "summary": "Signals in your areas, newest first (panel coordinators).",
+                "parameters": status,
+                "responses": {
+                    "200": _json("SignalList", "The signals."),
+                    "400": _ref("BadRequest"),
+                    **common,
+                },
+            }
+        },
+        "/api/v1/signals/{uuid}": {
+            "get": {
+                "operationId": "getSignal",
+                "summary": "One signal with its evidence.",
+                "parameters": [_path_uuid("signal")],
+                "responses": {
+                    "200": _json("Signal", "The signal."),
+                    **common,
+                    "404": _problem("No such signal, or it is outside your areas."),
+                },
+            }
+        },
+        "/api/v1/reports": {
+            "get": {
+                "operationId": "listDrugReports",
+                "summary": "Drug-concern reports in your areas, newest first (coordinators).",
+                "parameters": status,
+                "responses": {
+                    "200": _json("DrugReportList", "The reports, without their text."),
+                    "400": _ref("BadRequest"),
+                    **common,
+                },
+            },
+            "post": {
+                "operationId": "createDrugReport",
+                "summary": "Report a drug concern (any role but admin). The answer gives the "
+                "reference; a confirmation e-mail goes to your address.",
+                "requestBody": _body("NewDrugReport"),
+                "responses": {
+                    "201": _json("DrugReport", "Received."),
+                    "400": _ref("BadRequest"),
+                    **common,
+                    "413": too_large,
+                },
+            },
+        },
+        "/api/v1/reports/{uuid}": {
+            "get": {
+                "operationId": "getDrugReport",
+                "summary": "One report with its text (coordinators of its area; audited).",
+                "parameters": [_path_uuid("report")],
+                "responses": {
+                    "200": _json("DrugReport", "The report."),
+                    **common,
+                    "404": _problem("No such report, or it is outside your areas."),
+                },
+            }
+        },
+        "/api/v1/assessments": {
+            "post": {
+                "operationId": "createAssessment",
+                "summary": "Grade a signal or report and record the decision (coordinators of "
+                "its area). 'No further action' closes it; other decisions mark it assessed.",
+                "requestBody": _body("NewAssessment"),
+                "responses": {
+                    "201": _json("Assessment", "Recorded."),
+                    "400": _ref("BadRequest"),
+                    **common,
+                    "404": _problem("No such signal or report, or it is outside your areas."),
+                    "409": _problem("The item is closed or an alert was drafted from it."),
+                    "413": too_large,
+                },
+            }
+        },
+    }
+
+
 def document(
     substances: Iterable[str],
     active_substances: Iterable[str],
@@ -1059,6 +1255,10 @@ def document(
             **_workflow_paths(),
             **_action_paths(),
             **_findings_paths(),
+            **_ldis_paths(),
+            **trends_api.openapi_paths(all_codes),
+            **broadcast_api.openapi_paths(),
+            **drafting_api.openapi_paths(),
         },
         "components": {
             "securitySchemes": {
@@ -1093,6 +1293,10 @@ def document(
                 **_workflow_schemas(sorted(agencies)),
                 **_action_schemas(sorted(agencies)),
                 **_findings_schemas(sorted(agencies), list(themes)),
+                **_ldis_schemas(),
+                **trends_api.openapi_schemas(),
+                **broadcast_api.openapi_schemas(),
+                **drafting_api.openapi_schemas(),
                 "Problem": _problem_schema(),
             },
             "responses": {

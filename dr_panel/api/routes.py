@@ -25,6 +25,24 @@ PUT    /api/v1/cases/<uuid>/findings         coordinator, panel member; ``can_vi
                                              ``can_edit_findings`` (403)
 GET    /api/v1/cases/<uuid>/safety-plan      coordinator, panel member; ``can_view``
 PUT    /api/v1/cases/<uuid>/safety-plan      coordinator, panel member; ``can_view``
+GET    /api/v1/trends                        lead, coordinator: counts and rates of their
+                                             areas, disclosure-controlled (audited)
+GET    /api/v1/alerts                        coordinator, lead, panel member, agency contributor:
+                                             the alerts archive they may read (LDIS)
+POST   /api/v1/alerts                        coordinator of the assessed item's area
+GET    /api/v1/alerts/<uuid>                 the four roles above; ``Alert.can_read``
+POST   /api/v1/alerts/<uuid>/submit          coordinator; ``Alert.can_edit``; 422 if the leak
+                                             gate blocks it
+POST   /api/v1/alerts/<uuid>/approve         coordinator, lead; ``can_view``, then
+                                             ``can_approve`` (403, audited; never the drafter)
+POST   /api/v1/alerts/<uuid>/update          coordinator; ``Alert.can_edit``
+POST   /api/v1/alerts/<uuid>/cancel          coordinator; ``Alert.can_edit``
+GET    /api/v1/signals                       coordinator: their areas' signals (LDIS)
+GET    /api/v1/signals/<uuid>                coordinator; ``Signal.can_view``
+GET    /api/v1/reports                       coordinator: their areas' drug-concern reports
+POST   /api/v1/reports                       signed in, not admin: report a drug concern
+GET    /api/v1/reports/<uuid>                coordinator; ``DrugReport.can_view`` (audited)
+POST   /api/v1/assessments                   coordinator; the item's ``can_assess``
 GET    /account/tokens                       signed in, in a browser: their own tokens
 POST   /account/tokens                       signed in, in a browser: create one
 POST   /account/tokens/<uuid>/revoke         signed in, in a browser: their own token only
@@ -73,7 +91,7 @@ from dr_panel.cases.services import (
 )
 from dr_panel.extensions import csrf, db
 from dr_panel.forms import EmptyForm
-from dr_panel.reference.models import Agency
+from dr_panel.reference.models import Agency, Area
 from dr_panel.reference.services import all_agencies
 from dr_panel.reviews import actions as act
 from dr_panel.reviews import findings as fd
@@ -465,6 +483,133 @@ def update_action(uuid: str) -> Any:
     return jsonify(api.action_json(action))
 
 
+# -- LDIS: signals, drug-concern reports, assessment (dr_panel.alerts) -------------------------
+
+ldis_coordinators = roles(Role.COORDINATOR)
+
+
+def _ldis_status_filter() -> tuple[Any, Response | None]:
+    """The optional ``status`` filter of the LDIS lists; any other parameter is refused."""
+    from dr_panel.alerts.models import ItemStatus
+
+    unknown = sorted(set(request.args) - {"status"})
+    if unknown:
+        return None, invalid(
+            {k: "Unknown parameter: not accepted. Use only: status." for k in unknown},
+            "Fix the parameters listed in 'errors' and ask again.",
+        )
+    raw = request.args.get("status")
+    if raw is None:
+        return None, None
+    if raw not in {s.value for s in ItemStatus}:
+        return None, invalid(
+            {"status": "status: use one of " + ", ".join(s.value for s in ItemStatus) + "."},
+            "Fix the parameters listed in 'errors' and ask again.",
+        )
+    return ItemStatus(raw), None
+
+
+@bp.get("/signals")
+@ldis_coordinators
+def list_signals() -> Any:
+    from dr_panel.alerts.models import Signal
+    from dr_panel.alerts.signals import signal_json
+
+    status, refused = _ldis_status_filter()
+    if refused is not None:
+        return refused
+    stmt = select(Signal).where(Signal.area_id.in_(me().area_ids or {-1}))
+    if status is not None:
+        stmt = stmt.where(Signal.status == status)
+    rows = db.session.scalars(stmt.order_by(Signal.detected_at.desc(), Signal.id.desc()).limit(500))
+    return jsonify(items=[signal_json(s) for s in rows])
+
+
+@bp.get("/signals/<uuid>")
+@ldis_coordinators
+def get_signal(uuid: str) -> Any:
+    from dr_panel.alerts.models import Signal
+    from dr_panel.alerts.signals import signal_json
+
+    return jsonify(signal_json(get_or_404(Signal, uuid, need="view")))
+
+
+@bp.get("/reports")
+@ldis_coordinators
+def list_reports() -> Any:
+    from dr_panel.alerts import reports as drug_reports
+
+    status, refused = _ldis_status_filter()
+    if refused is not None:
+        return refused
+    rows = drug_reports.visible_reports(me(), status)
+    return jsonify(items=[drug_reports.report_json(r) for r in rows])
+
+
+@bp.post("/reports")
+@roles(Role.COORDINATOR, Role.PANEL_MEMBER, Role.AGENCY_CONTRIBUTOR, Role.LEAD)
+def create_report() -> Any:
+    from dr_panel.alerts import reports as drug_reports
+
+    data, refused = checked_body(drug_reports.report_spec())
+    if data is None:
+        return refused
+    try:
+        report = drug_reports.file_report(drug_reports.report_input(data), by=me())
+        db.session.commit()
+    except drug_reports.ReportRefused as err:
+        db.session.rollback()
+        return invalid(err.errors, NOT_SAVED)
+    response = jsonify(drug_reports.report_json(report))
+    response.status_code = 201
+    return response
+
+
+@bp.get("/reports/<uuid>")
+@ldis_coordinators
+def get_report(uuid: str) -> Any:
+    from dr_panel.alerts import reports as drug_reports
+    from dr_panel.alerts.models import DrugReport
+    from dr_panel.audit.services import record
+
+    report = get_or_404(DrugReport, uuid, need="view")
+    body = drug_reports.report_json(report, content=True)
+    record("drug_report.viewed", actor=me(), object_type="drug_reports", object_uuid=report.uuid)
+    db.session.commit()
+    return jsonify(body)
+
+
+@bp.post("/assessments")
+@ldis_coordinators
+def create_assessment() -> Any:
+    from dr_panel.alerts import assessment as ldis
+    from dr_panel.alerts.models import DrugReport, Signal
+    from dr_panel.dbtypes import parse_uuid
+
+    data, refused = checked_body(ldis.assessment_spec())
+    if data is None:
+        return refused
+    named = [k for k in ("signal", "report") if data.get(k)]
+    if len(named) != 1:
+        message = "Name exactly one item: the UUID of a signal or of a report."
+        return invalid({"signal": message, "report": message}, NOT_SAVED)
+    key = named[0]
+    if parse_uuid(data[key]) is None:
+        return invalid({key: f"{key}: give the {key}'s UUID."}, NOT_SAVED)
+    item = get_or_404(Signal if key == "signal" else DrugReport, data[key], need="assess")
+    try:
+        made = ldis.assess(item, ldis.grading_of(data), by=me())
+        db.session.commit()
+    except ldis.AssessmentError as err:
+        db.session.rollback()
+        if err.field == "decision":
+            return problem(409, "The item cannot be assessed", str(err), errors={key: str(err)})
+        return invalid({err.field: str(err)}, NOT_SAVED)
+    response = jsonify(ldis.assessment_json(made, item))
+    response.status_code = 201
+    return response
+
+
 # -- findings and safety plans ------------------------------------------------------------------
 
 
@@ -563,6 +708,356 @@ def save_safety_plan(uuid: str) -> Any:
         field = err.field if err.field in api.plan_spec(()) else "risks"
         return invalid({field: str(err)}, NOT_SAVED)
     return jsonify(api.plan_json(plan, me()))
+
+
+# -- trends -------------------------------------------------------------------------------------
+
+
+@bp.get("/trends")
+@roles(Role.LEAD, Role.COORDINATOR)
+def trends() -> Any:
+    """Counts and rates, with the dashboard's rules and disclosure control (dr_panel.trends)."""
+    from dr_panel.trends.routes import api_body
+
+    body, errors = api_body(request.args, me())
+    if body is None:
+        db.session.rollback()
+        return invalid(errors, "Fix the parameters listed in 'errors' and ask again.")
+    db.session.commit()  # the audit entry of the query
+    return jsonify(body)
+
+
+# -- LDIS: subscriptions and deliveries (dr_panel.alerts.broadcast_api) ------------------------
+
+
+def _subscription_change(sub: Any, data: dict[str, Any]) -> Response | None:
+    """Apply a PATCH: details, then the active flag. A problem to answer, or None."""
+    from dr_panel.alerts import broadcast_api as bapi
+    from dr_panel.alerts import subscribers as subs
+
+    try:
+        details = {k: v for k, v in data.items() if k != "active"}
+        if details:
+            subs.update(sub, bapi.details_from(details, sub), by=me())
+        if data.get("active") is True and not sub.is_active:
+            subs.enable(sub, by=me())
+        elif data.get("active") is False and sub.is_active:
+            subs.disable(sub, None, by=me())
+    except subs.SubscriberError as err:
+        db.session.rollback()
+        return invalid({err.field or "name": str(err)}, NOT_SAVED)
+    return None
+
+
+@bp.get("/subscriptions")
+@ldis_coordinators
+def list_subscriptions() -> Any:
+    from dr_panel.alerts import broadcast_api as bapi
+    from dr_panel.alerts import subscribers as subs
+
+    rows = db.session.scalars(subs.query_for(me()))
+    return jsonify(items=[bapi.subscription_json(s) for s in rows])
+
+
+@bp.post("/subscriptions")
+@ldis_coordinators
+def create_subscription() -> Any:
+    from dr_panel.alerts import broadcast_api as bapi
+    from dr_panel.alerts import subscribers as subs
+
+    codes = list(db.session.scalars(select(Area.ons_code)))
+    data, refused = checked_body(bapi.subscription_spec(codes, create=True))
+    if data is None:
+        return refused
+    try:
+        sub, secret = subs.create(bapi.details_from(data, None), by=me())
+        db.session.commit()
+    except subs.SubscriberError as err:
+        db.session.rollback()
+        return invalid({err.field or "name": str(err)}, NOT_SAVED)
+    response = jsonify(bapi.subscription_json(sub, secret=secret))
+    response.status_code = 201
+    response.headers["Location"] = url_for("api.get_subscription", uuid=sub.uuid)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/subscriptions/<uuid>")
+@ldis_coordinators
+def get_subscription(uuid: str) -> Any:
+    from dr_panel.alerts import broadcast_api as bapi
+    from dr_panel.alerts.models import Subscriber
+
+    return jsonify(bapi.subscription_json(get_or_404(Subscriber, uuid, need="view")))
+
+
+@bp.patch("/subscriptions/<uuid>")
+@ldis_coordinators
+def update_subscription(uuid: str) -> Any:
+    from dr_panel.alerts import broadcast_api as bapi
+    from dr_panel.alerts.models import Subscriber
+
+    sub = get_or_404(Subscriber, uuid, need="edit")
+    codes = list(db.session.scalars(select(Area.ons_code)))
+    data, refused = checked_body(bapi.subscription_spec(codes, create=False))
+    if data is None:
+        return refused
+    refused = _subscription_change(sub, data)
+    if refused is not None:
+        return refused
+    db.session.commit()
+    return jsonify(bapi.subscription_json(sub))
+
+
+@bp.delete("/subscriptions/<uuid>")
+@ldis_coordinators
+def delete_subscription(uuid: str) -> Any:
+    from dr_panel.alerts import broadcast_api as bapi
+    from dr_panel.alerts import subscribers as subs
+    from dr_panel.alerts.models import Subscriber
+
+    sub = get_or_404(Subscriber, uuid, need="edit")
+    try:
+        subs.disable(sub, "disabled through the API", by=me())
+    except subs.SubscriberError as err:
+        db.session.rollback()
+        return problem(409, "Already disabled", str(err))
+    db.session.commit()
+    return jsonify(bapi.subscription_json(sub))
+
+
+@bp.post("/subscriptions/<uuid>/rotate-secret")
+@ldis_coordinators
+def rotate_subscription_secret(uuid: str) -> Any:
+    from dr_panel.alerts import broadcast_api as bapi
+    from dr_panel.alerts import subscribers as subs
+    from dr_panel.alerts.models import Subscriber
+
+    sub = get_or_404(Subscriber, uuid, need="edit")
+    try:
+        secret, _ = subs.rotate_secret(sub, by=me())
+    except subs.SubscriberError as err:
+        db.session.rollback()
+        return invalid({"channel": str(err)}, "Nothing was changed.")
+    db.session.commit()
+    response = jsonify(bapi.subscription_json(sub, secret=secret))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/alerts/<uuid>/deliveries")
+@ldis_coordinators
+def alert_deliveries(uuid: str) -> Any:
+    from dr_panel.alerts import broadcast_api as bapi
+    from dr_panel.alerts.models import Alert
+
+    alert = get_or_404(Alert, uuid, need="edit")
+    filters, errors = bapi.delivery_filters(request.args)
+    if filters is None:
+        return invalid(errors, "Fix the parameters listed in 'errors' and ask again.")
+    page = db.paginate(bapi.deliveries_query(alert, filters), page=filters["page"],
+                       per_page=filters["per_page"], error_out=False, count=True)
+    return jsonify(bapi.deliveries_body(alert, page, filters, request.args))
+
+
+# -- LDIS: alerts: drafting, the leak gate, approval (dr_panel.alerts.drafting_api) -------------
+
+alert_readers = roles(Role.COORDINATOR, Role.LEAD, Role.PANEL_MEMBER, Role.AGENCY_CONTRIBUTOR)
+
+
+def _alert_answer(alert: Any, status: int = 200, **extra: Any) -> Response:
+    from dr_panel.alerts import drafting_api as dapi
+
+    response = jsonify({**dapi.alert_json(alert, me()), **extra})
+    response.status_code = status
+    return response
+
+
+def _draft_refused(alert: Any, err: Exception) -> Response:
+    """A DraftError as problem details: 403 (audited) when not allowed, 409 when stale or not
+    in a state that allows it, else 400 naming the field."""
+    from dr_panel.alerts import drafting as dr
+
+    db.session.rollback()
+    if isinstance(err, dr.NotAllowed):
+        deny(object_type="alerts", object_uuid=alert.uuid if alert else None, why=str(err)[:60])
+    field = getattr(err, "field", "content")
+    key = f"content.{field}" if field in dr.CONTENT_FIELDS else field
+    if isinstance(err, dr.StaleDraft | dr.WrongState):
+        return problem(409, "The alert cannot change like this", str(err), errors={key: str(err)})
+    return invalid({key: str(err)}, NOT_SAVED)
+
+
+def _gate_refused(findings: list[Any]) -> Response:
+    from dr_panel.alerts import drafting_api as dapi
+
+    db.session.commit()  # the audit entry of the refusal
+    return problem(
+        422,
+        "The leak gate found possible identifiers",
+        "Nothing was sent. Remove what 'findings' lists (each span is in the field's own text) "
+        "and try again.",
+        errors=dapi.findings_errors(findings),
+        findings=dapi.findings_json(findings),
+    )
+
+
+def _area_codes() -> list[str]:
+    return list(db.session.scalars(select(Area.ons_code)))
+
+
+@bp.get("/alerts")
+@alert_readers
+def list_alerts() -> Any:
+    from dr_panel.alerts import drafting as dr
+    from dr_panel.alerts import drafting_api as dapi
+
+    query, page_no, per_page, errors = dapi.archive_query(request.args)
+    if query is None:
+        return invalid(errors, "Fix the parameters listed in 'errors' and ask again.")
+    user = me()
+    page = db.paginate(dr.archive(user, query), page=page_no, per_page=per_page,
+                       error_out=False, count=True)
+    return jsonify(
+        items=[dapi.alert_json(a, user, versions=False) for a in dr.filter_readable(page.items,
+                                                                                    user)],
+        page=page_no,
+        per_page=per_page,
+        total=page.total,
+        next=dapi.next_url(request.args, page_no) if page.has_next else None,
+    )
+
+
+@bp.post("/alerts")
+@roles(Role.COORDINATOR)
+def create_alert() -> Any:
+    from dr_panel.alerts import drafting as dr
+    from dr_panel.alerts import drafting_api as dapi
+    from dr_panel.alerts.models import Assessment
+    from dr_panel.dbtypes import parse_uuid
+
+    data, refused = checked_body(dapi.draft_spec(_area_codes(), create=True))
+    if data is None:
+        return refused
+    value = parse_uuid(data["assessment"])
+    assessment = (
+        db.session.scalar(select(Assessment).where(Assessment.uuid == value)) if value else None
+    )
+    if assessment is None:
+        return invalid({"assessment": "No assessment has this UUID: give the UUID of the "
+                        "assessment to draft from."}, NOT_SAVED)
+    item = dr.assessed_item(assessment)
+    if item is None or not item.can_assess(me()):
+        deny(status=404, object_type="assessments", object_uuid=assessment.uuid,
+             why="record:draft")
+    alert = None
+    try:
+        alert = dr.start_draft(assessment, by=me())
+        if dapi.has_draft_fields(data):
+            dr.edit_draft(alert, dapi.input_from(data, alert.versions[-1]), by=me(),
+                          expected_revision=None)
+    except dr.DraftError as err:
+        return _draft_refused(None, err)
+    db.session.commit()
+    response = _alert_answer(alert, 201)
+    response.headers["Location"] = url_for("api.get_alert", uuid=alert.uuid)
+    return response
+
+
+@bp.get("/alerts/<uuid>")
+@alert_readers
+def get_alert(uuid: str) -> Any:
+    from dr_panel.alerts.models import Alert
+
+    return _alert_answer(get_or_404(Alert, uuid, need="read"))
+
+
+@bp.post("/alerts/<uuid>/submit")
+@roles(Role.COORDINATOR)
+def submit_alert(uuid: str) -> Any:
+    from dr_panel.alerts import drafting as dr
+    from dr_panel.alerts import drafting_api as dapi
+    from dr_panel.alerts.models import Alert
+
+    alert = get_or_404(Alert, uuid, need="edit")
+    data, refused = checked_body(dapi.revision_spec())
+    if data is None:
+        return refused
+    try:
+        findings = dr.submit(alert, by=me(), expected_revision=data.get("revision"))
+    except dr.DraftError as err:
+        return _draft_refused(alert, err)
+    if findings:
+        return _gate_refused(findings)
+    db.session.commit()
+    return _alert_answer(alert)
+
+
+@bp.post("/alerts/<uuid>/approve")
+@roles(Role.COORDINATOR, Role.LEAD)
+def approve_alert(uuid: str) -> Any:
+    from dr_panel.alerts import drafting as dr
+    from dr_panel.alerts import drafting_api as dapi
+    from dr_panel.alerts.models import Alert
+
+    alert = get_or_404(Alert, uuid, need="view")
+    data, refused = checked_body(dapi.revision_spec())
+    if data is None:
+        return refused
+    try:
+        issued = dr.approve(alert, by=me(), expected_revision=data.get("revision"))
+    except dr.DraftError as err:
+        return _draft_refused(alert, err)
+    if issued.findings:
+        return _gate_refused(issued.findings)
+    db.session.commit()
+    return _alert_answer(alert, deliveries=issued.deliveries)
+
+
+@bp.post("/alerts/<uuid>/update")
+@roles(Role.COORDINATOR)
+def update_alert(uuid: str) -> Any:
+    from dr_panel.alerts import drafting as dr
+    from dr_panel.alerts import drafting_api as dapi
+    from dr_panel.alerts.models import Alert
+
+    alert = get_or_404(Alert, uuid, need="edit")
+    data, refused = checked_body(dapi.draft_spec(_area_codes(), create=False))
+    if data is None:
+        return refused
+    try:
+        expected = data.get("revision")
+        version = alert.draft
+        if version is None:
+            version = dr.start_update(alert, by=me())
+            expected = None
+        dr.edit_draft(alert, dapi.input_from(data, version), by=me(), expected_revision=expected)
+    except dr.DraftError as err:
+        return _draft_refused(alert, err)
+    db.session.commit()
+    return _alert_answer(alert)
+
+
+@bp.post("/alerts/<uuid>/cancel")
+@roles(Role.COORDINATOR)
+def cancel_alert(uuid: str) -> Any:
+    from dr_panel.alerts import drafting as dr
+    from dr_panel.alerts import drafting_api as dapi
+    from dr_panel.alerts.models import Alert
+
+    alert = get_or_404(Alert, uuid, need="edit")
+    data, refused = checked_body(dapi.cancel_spec())
+    if data is None:
+        return refused
+    try:
+        result = dr.cancel(alert, reason=data["reason"], urgent=bool(data.get("urgent")),
+                           by=me())
+    except dr.DraftError as err:
+        return _draft_refused(alert, err)
+    if result.findings:
+        return _gate_refused(result.findings)
+    db.session.commit()
+    return _alert_answer(alert, deliveries=result.deliveries)
 
 
 # -- token pages --------------------------------------------------------------------------------

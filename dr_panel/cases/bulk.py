@@ -56,6 +56,7 @@ from dr_panel.cases.services import FIELDS, REQUIRED, Lookups, parse_notificatio
 from dr_panel.crypto import KeyRing
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
+from dr_panel.trends import aggregates as trend_counts
 
 log = logging.getLogger("dr_panel.cases")
 
@@ -355,7 +356,7 @@ class _Table:
 
 PERSON_PREPARED = [
     "uuid", "name_enc", "dob_enc", "nhs_number_enc", "address_enc", "postcode_enc", "sex",
-    "bi_nhs", "bi_name_dob",
+    "bi_nhs", "bi_name_dob", "bi_name",
 ]  # fmt: skip
 PERSON_LATER = ["id", "created_at"]
 CASE_PREPARED = [
@@ -371,6 +372,15 @@ CASE_LATER = [
 ]  # fmt: skip
 BI_NHS = PERSON_PREPARED.index("bi_nhs")
 BI_NAME_DOB = PERSON_PREPARED.index("bi_name_dob")
+SEX = PERSON_PREPARED.index("sex")
+# What the trend counts need of a case row (dr_panel.trends.aggregates.apply_bulk's order).
+TREND_FIELDS = [
+    CASE_PREPARED.index(name)
+    for name in (
+        "area_id", "event_date", "case_type", "status", "age_band", "setting",
+        "treatment_status", "nfo_outcome",
+    )
+]  # fmt: skip
 
 
 @dataclass
@@ -424,6 +434,7 @@ def _prepare(ctx: _Context, src: SourceRow) -> tuple[Any, ...]:
         n.sex,
         sealed["bi_nhs"],
         sealed["bi_name_dob"],
+        sealed["bi_name"],
     )  # PERSON_PREPARED's order
     age = ident.age_on(who.dob, n.event_date)
     case = (
@@ -664,6 +675,7 @@ class Importer:
         # The cases this import wrote, in id order, and the row each came from.
         self._case_ids = array("q")
         self._case_rows = array("q")
+        self._trends = trend_counts.BulkCounts()
 
     # -- the whole file ------------------------------------------------------------------------
 
@@ -676,6 +688,7 @@ class Importer:
                 self._batch(prepared)
                 if progress:
                     progress(len(prepared))
+            self._trends.flush()
             self._restore_connection()
         except BaseException:
             db.session.rollback()
@@ -1017,6 +1030,7 @@ class Importer:
         new_people = list(
             {id(r.person): r.person for r in rows if r.person and r.person.id is None}.values()
         )
+        sexes: dict[int, Any] = {}  # of the new persons; apply_bulk reads the others'
         if new_people:
             stamp = persons.process("created_at", now)
             person_rows = []
@@ -1024,6 +1038,7 @@ class Importer:
                 p.id = pid
                 assert p.values is not None
                 person_rows.append((*p.values, pid, stamp))
+                sexes[pid] = p.values[SEX]
                 p.values = None
             conn.exec_driver_sql(persons.sql, person_rows)
         stamp = cases.process("created_at", now)
@@ -1031,6 +1046,7 @@ class Importer:
         by_id = getattr(self.by, "id", None)
         case_rows = []
         links = []
+        trend_rows = []
         for row, case_id in zip(rows, self._take_ids(cases_t, len(rows)), strict=True):
             case_rows.append(
                 (
@@ -1046,9 +1062,20 @@ class Importer:
             )
             links.extend((case_id, s) for s in row.substance_ids)
             self._note_case(case_id, row.number)
+            pid = row.person.id  # type: ignore[union-attr]
+            trend_rows.append(
+                (
+                    pid,
+                    sexes.get(pid),
+                    *[row.case_row[i] for i in TREND_FIELDS],
+                    row.substance_ids,
+                )
+            )
         conn.exec_driver_sql(cases.sql, case_rows)
         if links:
             conn.exec_driver_sql(self._links_sql, links)
+        # The trend counts, in the same transaction (no ORM hook sees these writes).
+        self._trends.add(trend_rows)
         self.result.imported += len(rows)
 
     def _note_case(self, case_id: int, row_number: int) -> None:

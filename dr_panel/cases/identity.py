@@ -30,6 +30,7 @@ from dr_panel.crypto import KeyRing
 INDEX_BITS = 20
 NHS_INDEX = "persons.nhs_number"
 NAME_DOB_INDEX = "persons.surname_dob"
+NAME_INDEX = "persons.first_last"
 POSTCODE_RE = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?) ?([0-9][A-Z]{2})$")
 
 
@@ -113,6 +114,20 @@ def name_dob_index(full_name: str, dob: date | None, ring: KeyRing | None = None
     return _index(NAME_DOB_INDEX, f"{last}|{dob.isoformat()}", ring)
 
 
+def name_key(full_name: str) -> str | None:
+    """Folded first and last token, "first|last" (one token: "x|x"): what ``name_index`` hashes,
+    so the alert leak gate can hash a pair of words from a draft the same way."""
+    parts = [fold(p) for p in re.split(r"\s+", full_name.strip()) if fold(p)]
+    return f"{parts[0]}|{parts[-1]}" if parts else None
+
+
+def name_index(full_name: str, ring: KeyRing | None = None) -> int | None:
+    """A person's first and last name, folded: lets the alert leak gate find a stored name in a
+    draft (with accents or case changed) without decrypting the table. Its own HKDF key."""
+    key = name_key(full_name or "")
+    return _index(NAME_INDEX, key, ring) if key else None
+
+
 # -- the identifiers of one person ------------------------------------------------------------
 
 
@@ -171,6 +186,7 @@ def seal(person: object, identity: Identity, ring: KeyRing | None = None) -> Non
         )
     person.bi_nhs = nhs_index(identity.nhs_number, ring)  # type: ignore[attr-defined]
     person.bi_name_dob = name_dob_index(identity.full_name, identity.dob, ring)  # type: ignore[attr-defined]
+    person.bi_name = name_index(identity.full_name, ring)  # type: ignore[attr-defined]
 
 
 def unseal(person: object, ring: KeyRing | None = None) -> Identity:

@@ -250,6 +250,8 @@ class Person(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
     # Blind indexes: truncated keyed HMACs (dr_panel.cases.identity). Not unique by design.
     bi_nhs: Mapped[int | None] = mapped_column(Integer, index=True)
     bi_name_dob: Mapped[int | None] = mapped_column(Integer, index=True)
+    # Folded first and last name: lets the alert leak gate find a stored name in a draft.
+    bi_name: Mapped[int | None] = mapped_column(Integer, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
 
     cases: Mapped[list[Case]] = relationship(

@@ -57,6 +57,7 @@ AGENCIES = [
     ("PUBHEALTH", "Public health team", Sector.PUBLIC_HEALTH),
 ]
 COORDINATOR = "coordinator@example.org"
+LEAD = "lead@example.org"
 # (email, name, role, areas, agency) -- one login per role, all synthetic.
 USERS = [
     ("admin@example.org", "Alex Morgan", Role.ADMIN, ["E06000009", "E06000008", "E10000017"], None),
@@ -76,7 +77,7 @@ USERS = [
         "TREATMENT",
     ),
     (
-        "lead@example.org",
+        LEAD,
         "Dr Ellis Hart",
         Role.LEAD,
         ["E06000009", "E06000008", "E10000017"],
@@ -133,7 +134,31 @@ def load(progress: Progress | None = None) -> bool:
         _write_logins(lines)
     if load_cases(progress=progress):
         created = True
+    from dr_panel.trends.populations import load_demo_populations
+
+    if load_demo_populations():  # synthetic mid-year estimates, for rates
+        created = True
+    if load_ldis():
+        created = True
     return created
+
+
+def load_ldis() -> int:
+    """Subscribers, reports, signals and alerts (dr_panel.demo.alerts), once, as the demo
+    coordinator with the demo lead approving."""
+    from dr_panel.demo import alerts
+
+    coordinator = db.session.scalar(select(User).where(User.email == COORDINATOR))
+    lead = db.session.scalar(select(User).where(User.email == LEAD))
+    if coordinator is None or lead is None:
+        return 0
+    try:
+        issued = alerts.load(coordinator, lead, utcnow().date())
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+    return issued
 
 
 def _write_logins(lines: list[str]) -> None:
@@ -151,6 +176,7 @@ def _write_logins(lines: list[str]) -> None:
 
 SEED = 20240917  # fixed: the same people and events on every installation
 PEOPLE = 265  # about 360 notifications from them
+CLUSTER = 9  # and a recent burst of overdoses (_recent_cluster)
 DAYS = 730  # two years back from the day of loading
 # Most cases in Blackpool, whose drug-death rate is the highest in England.
 AREA_WEIGHTS = {"E06000009": 60, "E06000008": 15, "E10000017": 25}
@@ -464,7 +490,23 @@ def synthetic_notifications(today: date, seed: int = SEED) -> list[dict[str, str
     for p in people:
         for nth, (case_type, day) in enumerate(p.events):
             rows.append(_row(rng, p, case_type, day, today, nth, len(p.events)))
+    rows.extend(_recent_cluster(rng, nhs_numbers, today))
     rows.sort(key=lambda r: (r["notified_on"], r["event_date"]))
+    return rows
+
+
+def _recent_cluster(rng: random.Random, nhs_numbers: set[str], today: date) -> list[dict[str, str]]:
+    """A burst of opioid overdoses in Blackpool over the last week, with nitazenes suspected:
+    the spike a scan finds and the demo's urgent alert is about."""
+    rows = []
+    for i in range(CLUSTER):
+        day = today - timedelta(days=2 + i % 3)
+        p = _person(rng, nhs_numbers, day, False)
+        p.area = "E06000009"
+        row = _row(rng, p, "nfo", day, today, 0, 1)
+        row.update(notified_on=day.isoformat(), substances="heroin,nitazenes",
+                   naloxone_given="yes", naloxone_by="ambulance", naloxone_doses="3")
+        rows.append(row)
     return rows
 
 
@@ -492,6 +534,10 @@ def load_cases(progress: Progress | None = None) -> int:
             cases.create_notification(notification, by=by, source="demo")
             if progress is not None:
                 progress(done, len(rows))
+        if by is not None:
+            from dr_panel.demo import workflow
+
+            workflow.advance(today, by)
         db.session.commit()
     except BaseException:
         db.session.rollback()

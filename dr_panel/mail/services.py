@@ -311,6 +311,8 @@ class _MailState:
     again: threading.Event = field(default_factory=threading.Event)
     worker: MailWorker | None = None
     hooked: bool = False
+    # Other outboxes delivered by the same background worker, after the mail (alert broadcast).
+    jobs: list[Any] = field(default_factory=list)
 
 
 def _state(app: Flask) -> _MailState:
@@ -497,6 +499,8 @@ class MailWorker:
         while not self._stop.is_set():
             self._wake.clear()  # a wake during the run below makes one more run
             deliver_soon(self.app)
+            for job in list(_state(self.app).jobs):
+                job(self.app)  # each job logs its own errors and never raises
             self._wake.wait(self.interval)
 
     def wake(self) -> None:
@@ -509,6 +513,20 @@ class MailWorker:
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout)
+
+
+def add_job(app: Flask, job: Any) -> None:
+    """Have the background worker also run ``job(app)`` each round, after the mail (another
+    outbox: the alert broadcast). ``job`` must log its errors and never raise."""
+    state = _state(app)
+    if job not in state.jobs:
+        state.jobs.append(job)
+
+
+def request_delivery() -> None:
+    """Something queued for the worker in this request: wake it once the response is sent."""
+    if has_app_context():
+        setattr(g, _QUEUED_FLAG, True)
 
 
 def start_worker(app: Flask, interval: float = 30) -> MailWorker:

@@ -25,6 +25,8 @@ class MailConfigError(RuntimeError):
 class Transport(Protocol):
     def send(self, message: EmailMessage) -> None: ...
 
+    def send_raw(self, sender: str, to: str, data: bytes, message_id: str) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -69,8 +71,11 @@ class FolderTransport:
         self.directory = directory
 
     def send(self, message: EmailMessage) -> None:
+        self._write(str(message["Message-ID"]), message.as_bytes())
+
+    def _write(self, message_id: str, data: bytes) -> None:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        uuid = str(message["Message-ID"]).strip("<>").partition("@")[0]
+        uuid = message_id.strip("<>").partition("@")[0]
         stamp = utcnow().strftime("%Y%m%dT%H%M%S%fZ")
         final = self.directory / f"{stamp}-{uuid}.eml"
         partial = final.with_suffix(".eml.part")
@@ -78,7 +83,7 @@ class FolderTransport:
         try:
             os.fchmod(fd, 0o600)  # whatever the umask
             with os.fdopen(fd, "wb") as fh:
-                fh.write(message.as_bytes())
+                fh.write(data)
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
@@ -87,8 +92,14 @@ class FolderTransport:
     def close(self) -> None:
         pass
 
+    def send_raw(self, sender: str, to: str, data: bytes, message_id: str) -> None:
+        """An already rendered RFC 5322 message (the alert broadcast renders one per version
+        and fills in each recipient)."""
+        self._write(message_id, data)
 
-def _is_loopback(host: str) -> bool:
+
+def is_loopback(host: str) -> bool:
+    """localhost or a loopback address: traffic that never leaves the machine."""
     if host == "localhost":
         return True
     try:
@@ -113,7 +124,7 @@ class SmtpTransport:
     ) -> None:
         if not host:
             raise MailConfigError("MAIL_SERVER is not set: name the SMTP relay to send through.")
-        if username and not starttls and not _is_loopback(host):
+        if username and not starttls and not is_loopback(host):
             raise MailConfigError(
                 "MAIL_USERNAME is set but MAIL_USE_STARTTLS is off: the password would cross the "
                 "network in clear. Turn STARTTLS on, or relay through a server on this machine."
@@ -150,6 +161,16 @@ class SmtpTransport:
             self._smtp = self._connect()
         try:
             self._smtp.send_message(message)
+        except BaseException:
+            self._drop()
+            raise
+
+    def send_raw(self, sender: str, to: str, data: bytes, message_id: str) -> None:
+        """An already rendered message to one recipient, on the run's connection."""
+        if self._smtp is None:
+            self._smtp = self._connect()
+        try:
+            self._smtp.sendmail(sender, [to], data)
         except BaseException:
             self._drop()
             raise

@@ -33,6 +33,9 @@ def home() -> Any:
         )
     if current_user.role is Role.COORDINATOR:
         attention += _coordinator_items()
+        attention += _ldis_queue_items()
+    if current_user.role in (Role.COORDINATOR, Role.LEAD):
+        attention += _approval_items()
     if current_user.role is Role.AGENCY_CONTRIBUTOR:
         attention += _contributor_items()
     failed = _failed_signins_since_last_login()
@@ -67,6 +70,51 @@ def _coordinator_items() -> list[dict[str, Any]]:
         )
     items += _safety_plan_items()
     return items
+
+
+def _ldis_queue_items() -> list[dict[str, Any]]:
+    from dr_panel.alerts import assessment
+
+    waiting = assessment.queue(current_user)
+    if not waiting:
+        return []
+    now = utcnow()
+    overdue = sum(1 for item in waiting if item.is_overdue(now))
+    urgent = sum(1 for item in waiting if item.is_urgent)
+    plural = "s" if len(waiting) != 1 else ""
+    notes = [f"{urgent} urgent"] if urgent else []
+    notes += [f"{overdue} overdue"] if overdue else []
+    return [
+        {
+            "text": f"{len(waiting)} signal{plural} or drug-concern report{plural} to grade"
+            + (f" ({', '.join(notes)})" if notes else ""),
+            "hint": "Grade each and decide: no further action, a notice, an alert or an urgent "
+            "alert. Urgent items within 24 hours, others within 48 working hours.",
+            "endpoint": "alerts.queue",
+        }
+    ]
+
+
+def _approval_items() -> list[dict[str, Any]]:
+    from dr_panel.alerts.models import Alert, AlertStatus
+
+    waiting = [
+        a
+        for a in db.session.scalars(
+            select(Alert).where(Alert.status == AlertStatus.AWAITING_APPROVAL)
+        )
+        if a.can_approve(current_user)
+    ]
+    if not waiting:
+        return []
+    plural = "s" if len(waiting) != 1 else ""
+    return [
+        {
+            "text": f"{len(waiting)} alert{plural} waiting for a second person to approve",
+            "hint": "Someone else drafted it: read it as recipients will, then approve it.",
+            "endpoint": "alerts.archive",
+        }
+    ]
 
 
 def _safety_plan_items() -> list[dict[str, Any]]:

@@ -145,6 +145,12 @@ class Config:
     SIGNAL_AREA_SETTINGS: dict[str, dict[str, Any]] = field(default_factory=dict)
     CLUSTER_MIN_CASES: int = 3  # reviewed cases sharing a theme or substance in one area...
     CLUSTER_WINDOW_DAYS: int = 90  # ...within this many days
+    # The LDIS queue's 48 working hours skip weekends and the bank holidays of this UK nation
+    # (python-holidays subdivision of GB: ENG, WLS, SCT or NIR), in Europe/London days.
+    BANK_HOLIDAY_REGION: str = "ENG"
+    # Services' published phone numbers and e-mail addresses that alerts may carry past the
+    # identifier-leak gate (03 and 08 numbers always pass). Env: comma-separated.
+    LEAK_GATE_ALLOWED_CONTACTS: tuple[str, ...] = ()
     # The public "report a drug concern" form, per client (Flask-Limiter syntax).
     DRUG_REPORT_LIMIT: str = "5 per hour;20 per day"
 
@@ -226,6 +232,12 @@ def load_config(name: str | None = None, **overrides: Any) -> Config:
         ),
         "SIGNAL_SETTINGS": _env_json("SIGNAL_SETTINGS", base.SIGNAL_SETTINGS),
         "SIGNAL_AREA_SETTINGS": _env_json("SIGNAL_AREA_SETTINGS", base.SIGNAL_AREA_SETTINGS),
+        "BANK_HOLIDAY_REGION": os.environ.get("BANK_HOLIDAY_REGION", base.BANK_HOLIDAY_REGION),
+        "LEAK_GATE_ALLOWED_CONTACTS": tuple(
+            item.strip()
+            for item in os.environ.get("LEAK_GATE_ALLOWED_CONTACTS", "").split(",")
+            if item.strip()
+        ) or base.LEAK_GATE_ALLOWED_CONTACTS,
     }
     env.update(overrides)
     return replace(base, **env)

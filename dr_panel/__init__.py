@@ -111,6 +111,9 @@ def create_app(config: Config | str | None = None, **overrides: Any) -> Flask:
     return app
 
 
+BANK_HOLIDAY_REGIONS = ("ENG", "WLS", "SCT", "NIR")
+
+
 def _load_keys(app: Flask, config: Config) -> None:
     production = config.ENV_NAME == "production"
     try:
@@ -123,6 +126,11 @@ def _load_keys(app: Flask, config: Config) -> None:
         raise StartupError(f"dr-panel cannot start: {err}. See 'Keys' in README.md.") from None
     if production and config.DEBUG:
         raise StartupError("dr-panel cannot start: DEBUG must be off in production.")
+    if config.BANK_HOLIDAY_REGION not in BANK_HOLIDAY_REGIONS:
+        raise StartupError(
+            "dr-panel cannot start: BANK_HOLIDAY_REGION must be one of "
+            f"{', '.join(BANK_HOLIDAY_REGIONS)} (England, Wales, Scotland, Northern Ireland)."
+        )
     app.extensions["dr_panel.keys"] = keys
     app.secret_key = keys.session
     app.config["WTF_CSRF_SECRET_KEY"] = keys.csrf

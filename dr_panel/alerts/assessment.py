@@ -2,10 +2,11 @@
 
 The queue: new signals and reports in a coordinator's areas, most urgent due first, with the
 target time: 24 hours from detection or receipt when urgent (a death series, a cluster with a
-death, a report of a death or hospital care), otherwise 48 working hours, counting Monday to
-Friday around the clock in UTC and skipping Saturdays and Sundays. Bank holidays are not counted
-as non-working days (there is no holiday calendar here; a panel that closes on one is a day
-behind the clock shown).
+death, a report of a death or hospital care), otherwise 48 working hours: the clock runs around
+the clock on working days and stops on Saturdays, Sundays and the bank holidays of the nation in
+``BANK_HOLIDAY_REGION`` (the ``holidays`` package's calendar, substitute days included), with
+days as they fall in Europe/London, so a report on Friday at 23:30 UTC in summer (Saturday 00:30
+in London) is not given half an hour of Friday.
 
 An assessment grades the item (source reliability A-E, plausibility, local relevance, severity
 of harm), records notes and the decision with its rationale (both encrypted), and moves the
@@ -18,9 +19,13 @@ from __future__ import annotations
 
 import uuid as uuid_mod
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from functools import cache
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import holidays
+from flask import current_app
 from sqlalchemy import select
 
 from dr_panel.alerts.models import (
@@ -59,25 +64,39 @@ DECISION_LABELS = {
 ALERT_DECISIONS = (Decision.INFORMATION_NOTICE, Decision.DRUG_ALERT, Decision.URGENT_ALERT)
 
 
-def add_working_hours(start: datetime, hours: int) -> datetime:
-    """``start`` plus ``hours`` of Monday-Friday time (UTC); weekends do not count."""
+LONDON = ZoneInfo("Europe/London")
+
+
+@cache
+def bank_holidays(region: str) -> holidays.HolidayBase:
+    """The UK bank holidays of one nation (ENG, WLS, SCT or NIR); years fill in as asked."""
+    return holidays.country_holidays("GB", subdiv=region)
+
+
+def is_working_day(day: date, region: str) -> bool:
+    return day.weekday() < 5 and day not in bank_holidays(region)
+
+
+def add_working_hours(start: datetime, hours: int, region: str = "ENG") -> datetime:
+    """``start`` (aware) plus ``hours`` of working-day time; weekends and ``region``'s bank
+    holidays, as London days, do not count. Differences are taken in UTC, so the 23- and 25-hour
+    days when the clocks change count as long as they really are."""
     remaining = timedelta(hours=hours)
-    t = start
+    t = start.astimezone(UTC)
     while True:
-        if t.weekday() >= 5:  # Saturday or Sunday: go to Monday 00:00
-            t = (t + timedelta(days=7 - t.weekday())).replace(
-                hour=0, minute=0, second=0, microsecond=0
-            )
-            continue
-        midnight = (t + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-        if remaining <= midnight - t:
-            return t + remaining
-        remaining -= midnight - t
+        today = t.astimezone(LONDON).date()
+        midnight = datetime.combine(today + timedelta(days=1), time(), LONDON).astimezone(UTC)
+        if is_working_day(today, region):
+            if remaining <= midnight - t:
+                return t + remaining
+            remaining -= midnight - t
         t = midnight
 
 
 def due_at(since: datetime, is_urgent: bool) -> datetime:
-    return since + URGENT_WITHIN if is_urgent else add_working_hours(since, WORKING_HOURS)
+    if is_urgent:
+        return since + URGENT_WITHIN
+    return add_working_hours(since, WORKING_HOURS, current_app.config["BANK_HOLIDAY_REGION"])
 
 
 @dataclass

@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import pytest
 from flask import Flask
 from sqlalchemy import select
 
+from dr_panel import StartupError
 from dr_panel.alerts import assessment as asm
 from dr_panel.alerts import reports as rep
 from dr_panel.alerts.models import (
@@ -31,7 +33,7 @@ def at(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-def test_working_hours_skip_the_weekend() -> None:
+def test_working_hours_skip_the_weekend(app: Flask) -> None:
     # Monday 09:00 + 48 h of Monday-Friday time = Wednesday 09:00.
     assert asm.due_at(at("2026-11-16 09:00"), False) == at("2026-11-18 09:00")
     # Friday 15:00: 9 h left on Friday, Saturday and Sunday skipped, 24 h Monday, 15 h Tuesday.
@@ -169,3 +171,22 @@ def test_only_the_areas_coordinators_assess(
     lead = app.test_client()
     login(lead, create_user(Role.LEAD))
     assert lead.get(f"/ldis/signals/{s.uuid}/assess").status_code == 403
+
+
+def test_bank_holidays_and_london_days_stop_the_clock(app: Flask) -> None:
+    # Christmas 2026: Friday 25 December, and Monday 28 December in place of Boxing Day (a
+    # Saturday). Thursday 24th 12:00: 12 h Thursday, 24 h Tuesday 29th, 12 h Wednesday 30th.
+    assert asm.due_at(at("2026-12-24 12:00"), False) == at("2026-12-30 12:00")
+    # New Year 2027: Friday 1 January everywhere; Scotland also has Monday 4 January, in lieu of
+    # Saturday 2nd. Thursday 31 December 12:00: 12 h Thursday, then 24 h Monday and 12 h Tuesday
+    # in England; in Scotland, 24 h Tuesday and 12 h Wednesday.
+    assert asm.add_working_hours(at("2026-12-31 12:00"), 48, "ENG") == at("2027-01-05 12:00")
+    assert asm.add_working_hours(at("2026-12-31 12:00"), 48, "SCT") == at("2027-01-06 12:00")
+    # In summer, Friday 23:30 UTC is already Saturday in London: the clock starts on Monday at
+    # 00:00 London time (Sunday 23:00 UTC) and stops 48 hours later.
+    assert asm.due_at(at("2026-06-05 23:30"), False) == at("2026-06-09 23:00")
+
+
+def test_an_unknown_bank_holiday_region_stops_start_up(app_factory: Any) -> None:
+    with pytest.raises(StartupError, match="BANK_HOLIDAY_REGION must be one of ENG, WLS"):
+        app_factory(BANK_HOLIDAY_REGION="England")

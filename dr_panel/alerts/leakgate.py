@@ -6,7 +6,11 @@ Two checks over every text field of a draft (or a drug-concern report):
    modulus-11 check digit (spaced or not), full UK postcodes, dates that could be dates of birth
    (a full date ten or more years ago, in numbers or in words), phone numbers, e-mail addresses.
    Recent and future dates pass ("since 20 November 2026"), as do doses ("10mg"), counts and
-   street names without a number.
+   street names without a number. Services' numbers pass too, as harm-reduction advice needs
+   them: Ofcom's non-geographic ranges that are never a person's own line (03, 080, 084, 087;
+   FRANK is 0300 123 6600), and the phone numbers and e-mail addresses an administrator lists in
+   ``LEAK_GATE_ALLOWED_CONTACTS`` (a local service's published landline or inbox). Landlines
+   (01, 02), mobiles and personal numbers (07) and every other address are blocked.
 2. People held in dr-panel, through the blind indexes only: each word and each pair of nearby
    words is folded (``identity.fold``) and hashed as ``identity.name_index`` hashes a stored
    name; ten-digit runs as ``nhs_index``; a word near a date as ``name_dob_index``. The indexes
@@ -25,6 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 
+from flask import current_app, has_app_context
 from sqlalchemy import select
 
 from dr_panel.cases import identity as ident
@@ -59,6 +64,9 @@ _PHONE = re.compile(
     r"(?<![\w+])(?:\+44[^\S\r\n]?(?:\(0\)[^\S\r\n]?)?|\(?0)"
     r"\d(?:\)?[^\S\r\n-]?\d){8,9}(?![\w])"
 )
+# Ofcom's non-geographic ranges used by public services, charities and businesses; never a
+# person's own landline or mobile: 03 (public bodies, charities), 080 (freephone), 084, 087.
+SERVICE_NUMBER_PREFIXES = ("03", "080", "084", "087")
 # Words: letters with inner apostrophes or hyphens ("O'Brien-Smith"); accents kept.
 _WORD = re.compile(r"[^\W\d_][^\W\d_\u0300-\u036f]*(?:['\u2019\-][^\W\d_]+)*|[\u0300-\u036f]+")
 _POSSESSIVE = re.compile(r"['\u2019]s$", re.I)
@@ -73,9 +81,12 @@ KIND_MESSAGES = {
     "held in dr-panel. Remove the date (or the name).",
     "postcode": "This is a full postcode, which can point to a home. Give only the district "
     "(e.g. FY1) or the town.",
-    "phone": "This is a phone number. Remove it: alerts carry no personal contact details "
-    "(services give their own in their guidance).",
-    "email": "This is an e-mail address. Remove it: alerts carry no personal contact details.",
+    "phone": "This is a phone number (a landline or mobile). Remove it: alerts carry no "
+    "personal contact details. Services' 03 and 08 numbers pass; for a service's own published "
+    "number, ask your system administrator to allow it (LEAK_GATE_ALLOWED_CONTACTS).",
+    "email": "This is an e-mail address. Remove it: alerts carry no personal contact details. "
+    "For a service's published inbox, ask your system administrator to allow it "
+    "(LEAK_GATE_ALLOWED_CONTACTS).",
     "person_name": "These words match the name of a person held in dr-panel. Remove or "
     "rephrase them: alerts never name anyone.",
 }
@@ -161,12 +172,37 @@ def find_patterns(text: str, field: str = "text", *, today: date | None = None) 
     for m in _POSTCODE.finditer(text):
         if ident.normalise_postcode(m.group(0)):
             found.append(_finding(field, m.start(), m.end(), "postcode"))
+    allowed = allowed_contacts()
     for m in _PHONE.finditer(text):
-        if not any(s <= m.start() < e for s, e, _ in nhs):  # an NHS number is reported once
+        if any(s <= m.start() < e for s, e, _ in nhs):  # an NHS number is reported once
+            continue
+        number = national_number(m.group(0))
+        if not number.startswith(SERVICE_NUMBER_PREFIXES) and number not in allowed:
             found.append(_finding(field, m.start(), m.end(), "phone"))
     for m in _EMAIL.finditer(text):
-        found.append(_finding(field, m.start(), m.end(), "email"))
+        if m.group(0).casefold() not in allowed:
+            found.append(_finding(field, m.start(), m.end(), "email"))
     return found
+
+
+def national_number(written: str) -> str:
+    """A UK phone number as its national digits: "+44 (0)300 123 6600" -> "03001236600"."""
+    digits = re.sub(r"\D", "", written)
+    if digits.startswith("440"):
+        return digits[2:]
+    if digits.startswith("44"):
+        return "0" + digits[2:]
+    return digits
+
+
+def allowed_contacts() -> frozenset[str]:
+    """``LEAK_GATE_ALLOWED_CONTACTS``: national phone digits and case-folded addresses."""
+    if not has_app_context():
+        return frozenset()
+    listed = current_app.config.get("LEAK_GATE_ALLOWED_CONTACTS") or ()
+    return frozenset(
+        item.strip().casefold() if "@" in item else national_number(item) for item in listed
+    )
 
 
 # -- stored people, through the blind indexes ---------------------------------------------------

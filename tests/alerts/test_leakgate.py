@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import date, timedelta
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -150,6 +151,26 @@ def test_a_recent_person_dob_near_their_surname_is_found_by_the_index(app: Flask
 def test_contact_details_and_postcodes_are_blocked(app: Flask, written: str, kind: str) -> None:
     text = f"Contact: {written} today."
     assert spans(text, leakgate.find_patterns(text)) == [(written, kind)]
+
+
+def test_services_numbers_pass_and_an_administrator_can_allow_a_local_one(
+    app_factory: Any,
+) -> None:
+    app = app_factory(LEAK_GATE_ALLOWED_CONTACTS=("01253 477000", "LDIS@Blackpool.example"))
+    text = (
+        "Talk to FRANK on 0300 123 6600 or +44 (0)300 123 6600, freephone 0800 123 4567, "
+        "the drug service on (01253) 477000 or ldis@blackpool.example; "
+        "not 01253 477001, 07700 900123 or jo@blackpool.example."
+    )
+    with app.app_context():
+        assert spans(text, leakgate.check_fields({"advice": text})) == [
+            ("01253 477001", "phone"), ("07700 900123", "phone"),
+            ("jo@blackpool.example", "email"),
+        ]
+    # Without the setting, the local landline and inbox are blocked like any other.
+    assert [k for _, k in spans(text, leakgate.find_patterns(text))] == [
+        "phone", "phone", "phone", "email", "email"
+    ]
 
 
 def test_doses_counts_districts_and_todays_date_pass(app: Flask) -> None:

@@ -27,10 +27,12 @@ from dr_panel.alerts import webhooks
 from dr_panel.alerts.models import (
     AUDIENCES,
     Alert,
+    AlertStatus,
     AlertVersion,
     Channel,
     Delivery,
     DeliveryStatus,
+    MsgType,
     Scope,
     Subscriber,
     subscriber_areas,
@@ -682,6 +684,48 @@ def give_up_waiting(sub_id: int, reason: str) -> int:
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def resend_what_still_matters(sub_id: int) -> int:
+    """When a subscriber is enabled again: queue again the given-up deliveries it still needs,
+    under their own ids (a receiver that saw one will not process it twice). They are the
+    current version of each alert still in force, and the end notice (cancellation or expiry)
+    of an alert it had received a message of. Superseded versions stay given up. Returns how
+    many were queued."""
+    now = utcnow()
+    given_up = db.session.scalars(
+        select(Delivery)
+        .options(joinedload(Delivery.version).joinedload(AlertVersion.alert))
+        .where(Delivery.subscriber_id == sub_id, Delivery.status == DeliveryStatus.GAVE_UP)
+    ).all()
+    heard_of = set(db.session.scalars(
+        select(AlertVersion.alert_id)
+        .join(Delivery, Delivery.version_id == AlertVersion.id)
+        .where(Delivery.subscriber_id == sub_id, Delivery.status == DeliveryStatus.SENT)
+    ))
+    queued = 0
+    for delivery in given_up:
+        version = delivery.version
+        alert = version.alert
+        if alert.current is not version:
+            continue
+        in_force = (
+            alert.status is AlertStatus.ISSUED and delivery.event == "issued"
+            and (version.expires_at is None or version.expires_at > now)
+        )
+        end_notice = (
+            alert.status in (AlertStatus.CANCELLED, AlertStatus.EXPIRED)
+            and (delivery.event == "expired" or version.msg_type is MsgType.CANCEL)
+            and alert.id in heard_of
+        )
+        if in_force or end_notice:
+            delivery.status = DeliveryStatus.QUEUED
+            delivery.attempts = 0
+            delivery.next_attempt_at = now
+            delivery.claimed_until = None
+            delivery.last_error = None
+            queued += 1
+    return queued
 
 
 # -- in the background --------------------------------------------------------------------------

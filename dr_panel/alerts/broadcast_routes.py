@@ -34,7 +34,7 @@ from dr_panel.alerts.broadcast_forms import (
     SubscriberFilterForm,
     SubscriberForm,
 )
-from dr_panel.alerts.models import Alert, Channel, Delivery, Subscriber
+from dr_panel.alerts.models import Alert, Channel, Delivery, Scope, Subscriber
 from dr_panel.alerts.routes import bp
 from dr_panel.auth.models import Role, User
 from dr_panel.dbtypes import parse_uuid
@@ -194,13 +194,18 @@ def enable_subscriber(uuid: str) -> Any:
     if not EmptyForm().validate_on_submit():
         return _expired_form(sub)
     try:
-        subs.enable(sub, by=me())
+        resent = subs.enable(sub, by=me())
     except subs.SubscriberError as err:
         db.session.rollback()
         flash(str(err), "error")
         return redirect(url_for("alerts.subscriber", uuid=sub.uuid))
     db.session.commit()
-    flash(f"{sub.name} is enabled again: they receive the next alert for their areas.",
+    missed = (
+        f" {resent} message{'' if resent == 1 else 's'} they missed that still "
+        f"{'matters' if resent == 1 else 'matter'} will be sent again now."
+        if resent else ""
+    )
+    flash(f"{sub.name} is enabled again: they receive the next alert for their areas.{missed}",
           "success")
     return redirect(url_for("alerts.subscriber", uuid=sub.uuid))
 
@@ -276,8 +281,8 @@ def ack(uuid: str) -> Any:
         return redirect(url_for("alerts.ack", uuid=delivery.uuid))
     from dr_panel.alerts.broadcast import content_of
 
-    content = content_of(delivery.version)
-    return render_template(
-        "alerts/ack.html", delivery=delivery, form=form,
-        title=content.get("title") or delivery.version.alert.reference,
-    )
+    # Anyone holding the link sees this page (it may have been forwarded): a restricted alert
+    # shows its reference only; its content stays in the e-mail and behind a sign-in.
+    version = delivery.version
+    title = None if version.scope is Scope.RESTRICTED else content_of(version).get("title")
+    return render_template("alerts/ack.html", delivery=delivery, form=form, title=title)

@@ -21,7 +21,7 @@ from flask import current_app
 from sqlalchemy import Select, func, or_, select
 
 from dr_panel.alerts import webhooks
-from dr_panel.alerts.broadcast import give_up_waiting
+from dr_panel.alerts.broadcast import give_up_waiting, resend_what_still_matters
 from dr_panel.alerts.models import AUDIENCES, Channel, Subscriber, subscriber_areas
 from dr_panel.audit.services import record
 from dr_panel.crypto import KeyRing
@@ -240,9 +240,11 @@ def disable(sub: Subscriber, reason: str | None, *, by: Any) -> int:
     return given_up
 
 
-def enable(sub: Subscriber, *, by: Any) -> None:
-    """Send to a subscriber again: the reason and the failure count are cleared. Deliveries
-    given up while it was disabled stay given up (they may be out of date)."""
+def enable(sub: Subscriber, *, by: Any) -> int:
+    """Send to a subscriber again: the reason and the failure count are cleared, and what it
+    missed that still matters is queued again (``broadcast.resend_what_still_matters``: alerts
+    still in force, and the end of alerts it knew of; superseded versions are not re-sent).
+    Returns how many deliveries were queued again."""
     if sub.is_active:
         raise SubscriberError("This subscriber is already active.")
     previous = sub.disabled_reason
@@ -250,8 +252,10 @@ def enable(sub: Subscriber, *, by: Any) -> None:
     sub.disabled_reason = None
     sub.disabled_at = None
     sub.consecutive_failures = 0
+    resent = resend_what_still_matters(sub.id)
     record("alerts.subscriber.enabled", actor=by, object_type=TABLE, object_uuid=sub.uuid,
-           details={"previous_reason": previous})
+           details={"previous_reason": previous, "resent": resent})
+    return resent
 
 
 def rotate_secret(

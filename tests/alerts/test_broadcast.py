@@ -156,6 +156,24 @@ def test_acknowledging_from_the_email(mail_app: Flask, create_user: Any,
     assert client.get("/ldis/ack/not-a-uuid").status_code == 404
 
 
+def test_a_restricted_alerts_ack_page_shows_its_reference_only(
+    mail_app: Flask, create_user: Any, smtp: SmtpServer
+) -> None:
+    """The link may be forwarded: the page of a restricted alert does not repeat its content."""
+    user = create_user()
+    make_subscriber(email="outreach@example.org")
+    version = make_alert(user, scope=Scope.RESTRICTED)
+    broadcast.queue_deliveries(version)
+    db.session.commit()
+    broadcast.deliver()
+    delivery = db.session.scalars(select(Delivery)).one()
+    page = mail_app.test_client().get(f"/ldis/ack/{delivery.uuid}").get_data(as_text=True)
+    assert version.alert.reference in page and "I have received this alert" in page
+    assert CONTENT["title"] not in page
+    [message] = smtp.inbox.messages()  # the e-mail itself carries the content
+    assert CONTENT["title"] in str(message["Subject"])
+
+
 def test_an_unreachable_smtp_server_keeps_every_email_queued(
     app_factory: Callable[..., Flask], create_user: Any
 ) -> None:

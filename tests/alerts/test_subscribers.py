@@ -3,7 +3,9 @@ secret is shown once and stored encrypted; disabling and enabling; the delivery 
 
 from __future__ import annotations
 
+import json
 import re
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask
@@ -11,7 +13,15 @@ from sqlalchemy import select, text, update
 
 from dr_panel.alerts import broadcast
 from dr_panel.alerts import subscribers as subs
-from dr_panel.alerts.models import Channel, Delivery, DeliveryStatus, Subscriber
+from dr_panel.alerts.models import (
+    AlertStatus,
+    AlertVersion,
+    Channel,
+    Delivery,
+    DeliveryStatus,
+    MsgType,
+    Subscriber,
+)
 from dr_panel.audit.models import AuditEntry
 from dr_panel.auth.models import Role
 from dr_panel.dbtypes import utcnow
@@ -121,6 +131,72 @@ def test_local_http_webhooks_only_outside_production(app_factory: Any, create_us
             assert "must use https://" in str(err)
         else:
             raise AssertionError("plain http was accepted with the flag off")
+
+
+def _issue(version: Any, status: AlertStatus = AlertStatus.ISSUED) -> Any:
+    version.alert.status = status
+    db.session.flush()
+    return version
+
+
+def _next_version(version: Any, msg_type: MsgType) -> Any:
+    alert = version.alert
+    later = AlertVersion(
+        number=version.number + 1, msg_type=msg_type, level=version.level, scope=version.scope,
+        content=version.content, audiences=version.audiences, drafted_by_id=version.drafted_by_id,
+        issued_at=utcnow(),
+    )
+    later.areas = list(version.areas)
+    alert.versions.append(later)
+    db.session.flush()
+    return later
+
+
+def test_enabling_again_resends_what_still_matters_and_nothing_superseded(
+    app: Flask, client: Any, create_user: Any, login: Any
+) -> None:
+    user = create_user()
+    sub = make_subscriber(email="hostel@example.org", name="Hostel")
+    in_force = _issue(make_alert(user))
+    updated = _issue(make_alert(user))
+    update_ = _next_version(updated, MsgType.UPDATE)
+    known = _issue(make_alert(user), AlertStatus.CANCELLED)
+    for version in (in_force, updated, update_, known):
+        broadcast.queue_deliveries(version)
+    db.session.commit()
+    # The hostel had received the first version of the alert later cancelled.
+    db.session.execute(update(Delivery).where(Delivery.version_id == known.id).values(
+        status=DeliveryStatus.SENT, sent_at=utcnow()))
+    cancel = _next_version(known, MsgType.CANCEL)
+    broadcast.queue_deliveries(cancel)
+    lapsed = _issue(make_alert(user))
+    lapsed.expires_at = utcnow() - timedelta(hours=1)  # past its expiry, not yet marked
+    broadcast.queue_deliveries(lapsed)
+    never_heard = _issue(make_alert(user), AlertStatus.CANCELLED)
+    ended = _next_version(never_heard, MsgType.CANCEL)
+    broadcast.queue_deliveries(ended)
+    db.session.commit()
+
+    login(client, user)
+    client.post(f"/ldis/subscribers/{sub.uuid}/disable", data={"reason": "Inbox full"})
+    response = client.post(f"/ldis/subscribers/{sub.uuid}/enable")
+    page = client.get(response.location).get_data(as_text=True)
+    assert "3 messages they missed that still matter will be sent again now" in page
+    db.session.expire_all()
+    status = {d.version_id: d.status for d in db.session.scalars(select(Delivery))}
+    assert status == {
+        in_force.id: DeliveryStatus.QUEUED,  # still in force
+        updated.id: DeliveryStatus.GAVE_UP,  # superseded by its update...
+        update_.id: DeliveryStatus.QUEUED,  # ...which is sent
+        known.id: DeliveryStatus.SENT,
+        cancel.id: DeliveryStatus.QUEUED,  # they knew of it, so they hear it was cancelled
+        lapsed.id: DeliveryStatus.GAVE_UP,  # expired
+        ended.id: DeliveryStatus.GAVE_UP,  # cancelled before they heard of it
+    }
+    entry = db.session.scalars(
+        select(AuditEntry).where(AuditEntry.action == "alerts.subscriber.enabled")
+    ).one()
+    assert json.loads(entry.details or "{}")["resent"] == 3
 
 
 def test_disable_shows_the_reason_and_enable_clears_it(app: Flask, client: Any,

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from itertools import product
 from typing import Any
@@ -213,6 +213,28 @@ def _period(grain: str, end_or_key: int) -> Period:
         return Period(f"{k - 2}-{k}", f"{k - 2}-{k}",
                       tuple(range((k - 2) * 12, (k + 1) * 12)))
     raise QueryError("grain", f"Choose a grain from: {', '.join(GRAINS)}.")
+
+
+def month_share(month: int, today: date) -> float:
+    """How much of month ``month`` (an index) has been lived by ``today``: 1 for a past month,
+    the elapsed share of the current one (today counted as lived), 0 for a later one."""
+    current = _mi(today)
+    if month < current:
+        return 1.0
+    if month > current:
+        return 0.0
+    days = (_md(current + 1) - _md(current)).days
+    return today.day / days
+
+
+TO_DATE = " (to date)"
+
+
+def mark_to_date(periods: list[Period], today: date) -> list[Period]:
+    """Label the periods that have not ended yet "(to date)": their counts will still rise."""
+    current = _mi(today)
+    return [replace(p, label=p.label + TO_DATE) if p.months[-1] >= current else p
+            for p in periods]
 
 
 def periods_for(grain: str, first: int, last: int) -> list[Period]:
@@ -429,6 +451,9 @@ class _Populations:
     """Mid-year populations of the areas in scope, by area, year, sex and age band."""
 
     by_key: dict[tuple[int, int], dict[tuple[str, str], int]]
+    # Months that have not ended add only the person-years lived so far: the current month its
+    # elapsed share, later months none. A period to date is then a true rate, not understated.
+    today: date = field(default_factory=lambda: utcnow().date())
 
     @classmethod
     def load(cls, area_ids: Iterable[int], years: Iterable[int]) -> _Populations:
@@ -453,9 +478,9 @@ class _Populations:
         """Person-years over ``months``, and the (area, year) pairs with no population."""
         total = 0.0
         missing: list[tuple[int, int]] = []
-        years: dict[int, int] = defaultdict(int)
+        years: dict[int, float] = defaultdict(float)
         for m in months:
-            years[m // 12] += 1
+            years[m // 12] += month_share(m, self.today)
         for area_id in area_ids:
             for year, n_months in years.items():
                 cell = self.by_key.get((area_id, year))
@@ -494,7 +519,8 @@ def run(query: TrendQuery, user: Any) -> TrendTable:
     first, last = _mi(query.date_from), _mi(query.date_to)
     by = query.by
     with_period = "period" in by
-    periods = periods_for(query.grain, first, last) if with_period else []
+    today = utcnow().date()
+    periods = mark_to_date(periods_for(query.grain, first, last), today) if with_period else []
     if with_period:
         shown_months = sorted({m for p in periods for m in p.months})
         data_first, data_last = shown_months[0], shown_months[-1]
@@ -586,6 +612,12 @@ def run(query: TrendQuery, user: Any) -> TrendTable:
                   "more than the total.")
     if dsr:
         notes.add("Age-standardised rates leave out events whose age is not known.")
+    if data_last >= _mi(today):
+        notes.add(
+            "Figures up to today include a period that has not ended (marked \"to date\" where "
+            "periods are shown): its counts will rise as cases are notified, and its rates use "
+            "the person-years lived so far."
+        )
     return TrendTable(
         columns=list(by),
         rows=rows,

@@ -32,7 +32,7 @@ def notification(n: int, case_type: str, day: str, area: str = "E06000009") -> d
     data = {
         "case_type": case_type,
         "area": area,
-        "notified_on": "2025-06-30",
+        "notified_on": max("2025-06-30", day),
         "event_date": day,
         "setting": ["home", "street", "hostel"][n % 3],
         "substances": [["heroin"], ["crack"], ["heroin", "crack"]][n % 3],

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from dr_panel.auth.models import Role
+from dr_panel.dbtypes import utcnow
 from dr_panel.trends import queries, stats
 from dr_panel.trends.queries import TrendQuery, parse_query, periods_for, run
 from tests.trends import t2_data
@@ -97,6 +98,31 @@ def test_periods_of_every_grain() -> None:
     pooled = periods_for("pooled3", first, last)
     assert [p.code for p in pooled] == ["2022-2024", "2023-2025"]
     assert len(pooled[0].months) == 36
+
+
+def test_periods_not_yet_ended_are_marked_to_date_and_their_rates_use_time_lived(
+    data: Any, coordinator: Any
+) -> None:
+    today = utcnow().date()
+    this_month = f"{today:%Y-%m}"
+    for n in range(3):
+        t2_data.make(coordinator, 900 + n, "nfo", f"{this_month}-01")
+    table = run(q(area="E06000009", grain="quarter", **{"from": "2025-01", "to": this_month}),
+                coordinator)
+    labels = [r.labels["period"] for r in table.rows]
+    assert labels[-1].endswith("(to date)") and not labels[-2].endswith("(to date)")
+    assert table.rows[-1].count.text == "3"
+    assert any("has not ended" in note for note in table.notes)
+    # A range that ended before this month has no such mark or note.
+    past = run(q(area="E06000009", **{"from": "2025-01", "to": "2025-04"}), coordinator)
+    assert not any("to date" in r.labels["period"] for r in past.rows)
+    assert not any("has not ended" in note for note in past.notes)
+    # Person-years: a whole past month is a twelfth of the year's population; on 15 November
+    # 2026 that month has had 15 of its 30 days, and December none.
+    pops = queries._Populations({(1, 2026): {("male", "0-14"): 1200}}, today=date(2026, 11, 15))
+    months = [2026 * 12 + 9, 2026 * 12 + 10, 2026 * 12 + 11]  # Oct, Nov, Dec 2026
+    assert pops.person_years(months[:1], [1], None, None) == (100.0, [])
+    assert pops.person_years(months, [1], None, None) == (150.0, [])
 
 
 # -- disclosure in run --------------------------------------------------------------------------

@@ -302,7 +302,12 @@ def edit_case(uuid: str) -> Any:
                 form.version.data = str(case.version)
                 return render_template("cases/form.html", form=form, case=case, short=False), 409
             db.session.commit()
-            flash("Saved." if changed else "Nothing had changed.", "success")
+            message = "Saved." if changed else "Nothing had changed."
+            if "reference" in changed:
+                message = (f"Saved. It now belongs to the numbering of {case.area.name} "
+                           f"({'deaths' if case.case_type is CaseType.DEATH else 'overdoses'}) "
+                           f"and is now {case.reference}.")
+            flash(message, "success")
             return redirect(url_for("cases.view_case", uuid=case.uuid))
     return render_template("cases/form.html", form=form, case=case, short=False)
 

@@ -426,6 +426,15 @@ def find_match(identity: ident.Identity) -> Match:
 # -- creating -----------------------------------------------------------------------------------
 
 
+def case_year(case: Case) -> int:
+    """The year in a case's reference: the year it was first notified (kept from the
+    reference, so correcting the notification date does not renumber it)."""
+    try:
+        return int(case.reference.split("-")[1])
+    except (IndexError, ValueError):
+        return case.notified_on.year
+
+
 def next_reference(area: Area, case_type: CaseType, year: int) -> str:
     prefix = f"{'DRD' if case_type is CaseType.DEATH else 'NFO'}-{year}-"
     # The numerically largest: longer numbers first, since "NFO-2026-10000" < "NFO-2026-9999"
@@ -621,16 +630,24 @@ def update_case(case: Case, n: Notification, *, by: Any, expected_version: int |
     if expected_version is not None and expected_version != case.version:
         raise StaleEdit()
     changed = []
-    for name in EDITABLE:
-        new = n.area if name == "area" else getattr(n, name)
-        old = getattr(case, name)
-        if name == "substances":
-            if {s.id for s in old} != {s.id for s in new}:
-                case.substances = list(new)
+    with db.session.no_autoflush:  # the new area's references are read before the case moves
+        renumber = n.area.id != case.area_id or n.case_type is not case.case_type
+        reference = next_reference(n.area, n.case_type, case_year(case)) if renumber else None
+        for name in EDITABLE:
+            new = n.area if name == "area" else getattr(n, name)
+            old = getattr(case, name)
+            if name == "substances":
+                if {s.id for s in old} != {s.id for s in new}:
+                    case.substances = list(new)
+                    changed.append(name)
+            elif old != new:
+                setattr(case, name, new)
                 changed.append(name)
-        elif old != new:
-            setattr(case, name, new)
-            changed.append(name)
+    if reference is not None:
+        # A case moved to another area, or found to be the other type, takes the next
+        # reference of its new numbering (area, DRD/NFO, year): references are unique per area.
+        case.reference = reference
+        changed.append("reference")
     age = ident.age_on(n.identity.dob, n.event_date)
     case.age_at_event, case.age_band = age, age_band(age)
     if changed:

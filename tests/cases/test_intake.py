@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from dr_panel.audit.models import AuditEntry, Outcome
 from dr_panel.auth.models import Role
@@ -501,3 +502,36 @@ def test_references_keep_counting_past_9999(coordinator: Any) -> None:
         full_name="Person Ten Thousand One",
     )
     assert after.reference == "NFO-2026-10001"
+
+
+def test_moving_a_case_to_another_area_or_type_gives_it_that_areas_next_reference(
+    app: Any, client: Any, coordinator: Any, login: Any
+) -> None:
+    moving = create(coordinator)  # NFO-2026-0001 in Blackpool
+    create(coordinator, area="E06000008", full_name="Tomasz Wiśniewski",  # the same reference
+           date_of_birth="1979-11-05", nhs_number="9990000026")  # in Blackburn with Darwen
+    assert moving.reference == "NFO-2026-0001"
+    login(client, coordinator)
+    form = notification(area="E06000008", version="1")
+    for key in ("full_name", "date_of_birth", "nhs_number", "postcode", "address"):
+        form.pop(key)
+    response = client.post(f"/cases/{moving.uuid}/edit", data=form)
+    assert response.status_code == 302
+    page = client.get(response.location).get_data(as_text=True)
+    assert "now NFO-2026-0002" in page
+    db.session.expire_all()
+    moved = db.session.get(Case, moving.id)
+    assert moved.area.ons_code == "E06000008" and moved.reference == "NFO-2026-0002"
+    entry = db.session.scalars(
+        select(AuditEntry).where(AuditEntry.action == "case.updated")
+    ).one()
+    assert json.loads(entry.details or "{}")["changed"] == ["area", "reference"]
+    # A death recorded as an overdose by mistake takes a DRD reference.
+    form = notification(area="E06000008", case_type="death", version="2")
+    for key in ("full_name", "date_of_birth", "nhs_number", "postcode", "address",
+                "nfo_outcome", "naloxone_given", "naloxone_by", "naloxone_doses"):
+        form.pop(key)
+    response = client.post(f"/cases/{moving.uuid}/edit", data=form | {"death_place": "home"})
+    assert response.status_code == 302, response.get_data(as_text=True)[-3000:]
+    db.session.expire_all()
+    assert db.session.get(Case, moving.id).reference == "DRD-2026-0001"

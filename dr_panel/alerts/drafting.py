@@ -656,8 +656,19 @@ def expire_due(now: datetime | None = None) -> int:
     from dr_panel.alerts import broadcast
 
     now = now or utcnow()
+    # Only live alerts with an issued version past its expiry are read (each round is cheap
+    # however many alerts are live); the check below is on the current version.
     live = db.session.scalars(
-        select(Alert).where(Alert.status == AlertStatus.ISSUED).order_by(Alert.id)
+        select(Alert)
+        .where(
+            Alert.status == AlertStatus.ISSUED,
+            Alert.id.in_(
+                select(AlertVersion.alert_id).where(
+                    AlertVersion.issued_at.is_not(None), AlertVersion.expires_at <= now
+                )
+            ),
+        )
+        .order_by(Alert.id)
     ).all()
     done = 0
     for alert in live:

@@ -472,6 +472,7 @@ def _run(
             raw = _raw_executemany(synthetic, source)
             _intake(report, coordinator, source, raw)
             _lookups(report, synthetic, lookups)
+            _leak_gate(report, synthetic)
             _trends(report, trend_runs)
             _spike_scan(report, n_cases, seed)
             _fanout(report, app, user_id, *fanout_size(n_cases))
@@ -790,6 +791,61 @@ def _lookups(report: Report, synthetic: Synthetic, count: int) -> None:
         "ms",
         note="extrapolation: sample time x persons / sample size",
     )
+
+
+# A drug alert as coordinators write one (about 2,000 characters over its fields): every word
+# and pair of nearby words is looked up in the name index, so this is the gate's ordinary load.
+ALERT_FIELDS = {
+    "title": "Blue tablets sold as diazepam contain a potent nitazene",
+    "what": "Round blue tablets marked DB sold as diazepam or Valium in Blackpool town centre and "
+    "around the seafront hostels. Tests by the drug checking service found a nitazene opioid and "
+    "bromazolam, a benzodiazepine not licensed in the UK. Several people were taken to A&E "
+    "after taking one or two tablets; some needed more than one dose of naloxone.",
+    "appearance": "Round, pale blue, scored on one side, marked DB on the other, sold loose or "
+    "in small plastic bags of ten. Some are crumbly and uneven in colour.",
+    "effects": "Heavy sedation within minutes, pinpoint pupils, slow or stopped breathing, "
+    "blue lips, confusion and memory loss lasting many hours. Effects can come back after "
+    "naloxone wears off, so people must be watched for several hours.",
+    "advice": "Do not use alone. Start with a small amount and wait. Do not mix with alcohol, "
+    "other benzodiazepines or opioids. Carry naloxone and know how to use it. If someone will "
+    "not wake up, call 999, give naloxone, put them in the recovery position and stay with "
+    "them. Talk to FRANK on 0300 123 6600 for free confidential advice.",
+    "professionals": "Treatment services: tell everyone on your caseload, offer naloxone and "
+    "check that kits are in date. Hostels: check on residents more often overnight. A&E: "
+    "consider a nitazene and a benzodiazepine together when naloxone works only for a short "
+    "while; send samples for toxicology. Outreach: share the warning on every shift.",
+}
+
+
+def _leak_gate(report: Report, synthetic: Synthetic, runs: int = 10) -> None:
+    """The identifier-leak gate on a 2,000-character alert at this many people: a clean draft
+    (the usual case: every word a lookup, chance index hits decrypted one candidate at a time
+    and rejected), and the same with a stored person's name in it (blocked). Context, no target."""
+    from dr_panel.alerts.leakgate import check_fields
+    from dr_panel.extensions import db
+
+    stored = synthetic.person(min(7, max(synthetic.persons - 1, 0)))["full_name"]
+    named = dict(ALERT_FIELDS, effects=ALERT_FIELDS["effects"] + f" Ask {stored} about it.")
+    figures = {}
+    for key, fields in (("clean", ALERT_FIELDS), ("named", named)):
+        times, found = [], []
+        for _ in range(runs):
+            started = time.perf_counter()
+            found = check_fields(fields)
+            times.append((time.perf_counter() - started) * 1000)
+            db.session.expunge_all()
+        figures[key] = (statistics.median(times), [f.kind for f in found])
+    characters = sum(len(v) for v in ALERT_FIELDS.values())
+    report.facts["leak_gate"] = {
+        "characters": characters,
+        "clean_findings": figures["clean"][1],
+        "named_findings": figures["named"][1],
+    }
+    report.add("leak_gate_clean_ms", f"Leak gate, clean {characters:,}-character alert, median",
+               figures["clean"][0], "ms")
+    report.add("leak_gate_named_ms", "Leak gate, the same naming a stored person, median",
+               figures["named"][0], "ms",
+               note="blocked" if "person_name" in figures["named"][1] else "NOT blocked")
 
 
 def _persons() -> Any:

@@ -41,6 +41,8 @@ FIGURES = {
     "fanout_seconds",
     "fanout_bare_smtplib_seconds",
     "fanout_ratio_to_bare_smtplib",
+    "leak_gate_clean_ms",
+    "leak_gate_named_ms",
 }
 
 
@@ -65,6 +67,10 @@ def test_bench_writes_every_figure_and_never_touches_the_app_database(
     assert figures["case_list_page1_median_ms"]["target"] == "<= 50"
     assert figures["peak_memory_mb"]["target"] == "<= 1024"
     assert "extrapolat" in figures["naive_scan_extrapolated_ms"]["note"]
+    # The leak gate passes the clean alert (FRANK's 0300 number included) and blocks the name.
+    assert data["leak_gate"]["clean_findings"] == []
+    assert data["leak_gate"]["named_findings"] == ["person_name"]
+    assert figures["leak_gate_named_ms"]["note"] == "blocked"
     assert data["cases"] == 2000 and data["seed"] == 42
     assert data["intake"]["imported"] == 2000 and data["intake"]["rejected"] == 0
     assert data["cases_stored"] == 2000

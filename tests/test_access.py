@@ -127,6 +127,9 @@ MATRIX: dict[str, Any] = {
     ),
     "api.create_assessment": frozenset({Role.COORDINATOR}),
     # -- alerts: the broadcast (alerts/broadcast_routes.py)
+    "alerts.signal_settings": frozenset({Role.COORDINATOR}),
+    "alerts.edit_signal_settings": frozenset({Role.COORDINATOR}),
+    "alerts.reset_signal_settings": frozenset({Role.COORDINATOR}),
     "alerts.subscribers": frozenset({Role.COORDINATOR}),
     "alerts.new_subscriber": frozenset({Role.COORDINATOR}),
     "alerts.subscriber": frozenset({Role.COORDINATOR}),

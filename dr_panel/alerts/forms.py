@@ -3,8 +3,19 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, DateField, StringField, SubmitField, TextAreaField
+from wtforms import (
+    BooleanField,
+    DateField,
+    HiddenField,
+    StringField,
+    SubmitField,
+    TextAreaField,
+    ValidationError,
+)
 from wtforms import SelectChoice as Opt
 from wtforms.validators import Optional
 
@@ -105,3 +116,58 @@ class ItemFilterForm(GetForm):
         validators=[Optional()],
     )
     submit = SubmitField("Filter")
+
+
+# -- an area's signal settings ------------------------------------------------------------------
+
+
+def _plain(value: float) -> str:
+    """A number as a person writes it: 0.000001, not 1e-06; 10, not 10.0."""
+    return f"{value:.6f}".rstrip("0").rstrip(".")
+
+
+def _number(label: str, low: float, high: float, hint: str, *, whole: bool = False) -> StringField:
+    """A number in ``[low, high]``, checked with a message that says what to type; the value is
+    left on the field as ``field.number``."""
+    kind = "a whole number" if whole else "a number"
+    span = f"from {_plain(low)} to {_plain(high)}"
+
+    def check(form: Any, field: Any) -> None:
+        raw = (field.data or "").strip()
+        try:
+            value = int(raw) if whole else float(raw)
+        except ValueError:
+            raise ValidationError(f"Enter {kind} {span}.") from None
+        if not math.isfinite(value) or not low <= value <= high:
+            raise ValidationError(f"Enter {kind} {span}.")
+        field.number = value
+
+    return StringField(label, validators=[check], description=hint,
+                       render_kw={"inputmode": "numeric" if whole else "decimal"})
+
+
+class SignalSettingsForm(FlaskForm):
+    c1 = BooleanField("C1: today against the 7 days before")
+    c2 = BooleanField("C2: today against 7 days, leaving a 2-day gap")
+    c3 = BooleanField("C3: C2 over the last 3 days")
+    poisson = BooleanField("Poisson: more events than chance would give")
+    threshold = _number("C1 and C2 threshold (standard deviations above the mean)", 0.5, 10,
+                        "Higher means fewer, surer signals. Default 3.")
+    c3_threshold = _number("C3 threshold (summed standard deviations)", 0.5, 10, "Default 2.")
+    min_sigma = _number("Smallest standard deviation used", 0, 10,
+                        "Stops a flat, sparse series from flagging every single event. "
+                        "Default 0.5.")
+    min_count = _number("Fewest events on the day to flag", 1, 1000,
+                        "A day with fewer events is never a signal. Default 3.", whole=True)
+    alpha = _number("Poisson: chance of a false alarm on a quiet day", 0.000001, 0.1,
+                    "Smaller means fewer, surer signals. Default 0.001 (1 in 1,000).")
+    poisson_baseline = _number("Poisson: days of baseline", 7, 365, "Default 28.", whole=True)
+    lookback = _number("Days back each scan records signals for", 1, 90,
+                       "A scan that missed some days catches up over this many. Default 14.",
+                       whole=True)
+    revision = HiddenField()
+    submit = SubmitField("Save the settings")
+
+    NUMBERS = ("threshold", "c3_threshold", "min_sigma", "min_count", "alpha",
+               "poisson_baseline", "lookback")
+    METHODS = ("c1", "c2", "c3", "poisson")

@@ -153,6 +153,34 @@ AUDIENCES: dict[str, str] = {
 # -- signals, reports, assessment ---------------------------------------------------------------
 
 
+class SignalSettings(db.Model):  # type: ignore[name-defined,misc]
+    """An area's own spike-scan settings, set by its coordinators on the settings page: the
+    keys of ``ears.Settings`` it overrides, as JSON (numbers and true/false, never identifiers).
+    Applied after the defaults and the configuration (``signals.settings_for``)."""
+
+    __tablename__ = "signal_settings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    area_id: Mapped[int] = mapped_column(
+        ForeignKey("areas.id", ondelete="CASCADE"), unique=True, nullable=False
+    )
+    overrides: Mapped[str] = mapped_column(Text, nullable=False, default="{}")
+    # Optimistic lock: a save from a page opened before someone else's save is refused.
+    revision: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    updated_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=utcnow, onupdate=utcnow, nullable=False
+    )
+
+    area: Mapped[Area] = relationship()
+    updated_by: Mapped[Any] = relationship("User")
+
+    __mapper_args__ = {"version_id_col": revision}
+
+    def __repr__(self) -> str:
+        return f"<SignalSettings area={self.area_id}>"
+
+
 class Signal(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
     """Something that may need an alert, found by the scan. Never broadcast by itself.
 

@@ -375,4 +375,8 @@ def assess_report(uuid: str) -> Any:
 
 
 # The other parts of the LDIS add their views to ``bp`` in their own modules.
-from dr_panel.alerts import broadcast_routes, drafting_routes  # noqa: E402,F401
+from dr_panel.alerts import (  # noqa: E402,F401
+    broadcast_routes,
+    drafting_routes,
+    settings_routes,
+)

@@ -3,9 +3,10 @@
 Spikes: every area x case type x substance group series of ``daily_counts`` (kept consistent
 with the cases by ``dr_panel.trends.aggregates``; group "*" is all substances) is read in one
 query, stacked into a matrix and run through EARS C1/C2/C3 and the Poisson threshold
-(``dr_panel.alerts.ears``) with the area's settings: config ``SIGNAL_SETTINGS`` over the defaults,
-then ``SIGNAL_AREA_SETTINGS[ons_code]``. An alarm on a day in the look-back window becomes a
-``Signal``; the unique constraint makes a second scan find nothing new.
+(``dr_panel.alerts.ears``) with the area's settings: config ``SIGNAL_SETTINGS`` over the
+defaults, then ``SIGNAL_AREA_SETTINGS[ons_code]``, then what the area's coordinators set on the
+settings page (``signal_settings``; ``save_area_settings``). An alarm on a day in the look-back
+window becomes a ``Signal``; the unique constraint makes a second scan find nothing new.
 
 Clusters: at least ``CLUSTER_MIN_CASES`` reviewed cases (reviewed, actions in progress, closed)
 in one area within ``CLUSTER_WINDOW_DAYS`` days sharing a learning theme or a substance. The
@@ -32,7 +33,8 @@ from flask import current_app
 from sqlalchemy import and_, func, select, tuple_
 
 from dr_panel.alerts import ears
-from dr_panel.alerts.models import ItemStatus, Signal, SignalKind, SignalMethod
+from dr_panel.alerts.models import ItemStatus, Signal, SignalKind, SignalMethod, SignalSettings
+from dr_panel.audit.services import record
 from dr_panel.cases.models import Case, CaseStatus, CaseType, Substance, case_substances
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
@@ -71,13 +73,77 @@ def _coerce(raw: dict[str, Any], base: ears.Settings) -> ears.Settings:
     return replace(base, **values)
 
 
-def settings_for(area_code: str | None) -> ears.Settings:
-    """The EARS settings of an area: defaults, then SIGNAL_SETTINGS, then the area's own."""
+def configured_settings(area_code: str | None) -> ears.Settings:
+    """An area's settings before its own page: defaults, SIGNAL_SETTINGS, SIGNAL_AREA_SETTINGS."""
     cfg = current_app.config
     settings = _coerce(cfg.get("SIGNAL_SETTINGS") or {}, ears.Settings())
     if area_code:
         settings = _coerce((cfg.get("SIGNAL_AREA_SETTINGS") or {}).get(area_code, {}), settings)
     return settings
+
+
+def stored_overrides() -> dict[int, dict[str, Any]]:
+    """Every area's own settings from the page, by area id (one query, for a whole scan)."""
+    return {row.area_id: json.loads(row.overrides)
+            for row in db.session.scalars(select(SignalSettings))}
+
+
+def settings_for(area_code: str | None, overrides: dict[str, Any] | None = None) -> ears.Settings:
+    """The EARS settings of an area: defaults, then SIGNAL_SETTINGS, then SIGNAL_AREA_SETTINGS,
+    then what its coordinators set on the page (``overrides``; read here when not given)."""
+    settings = configured_settings(area_code)
+    if area_code:
+        if overrides is None:
+            row = db.session.scalar(
+                select(SignalSettings).join(Area).where(Area.ons_code == area_code)
+            )
+            overrides = json.loads(row.overrides) if row else {}
+        settings = _coerce(overrides, settings)
+    return settings
+
+
+class StaleSettings(Exception):
+    """Someone else saved the area's settings after this page was opened."""
+
+
+def save_area_settings(
+    area: Area, chosen: ears.Settings, *, by: Any, revision: int | None
+) -> list[str]:
+    """Store the settings a coordinator chose for ``area``: only where they differ from the
+    configured ones, so a later change of configuration still reaches the rest. Returns the
+    names of the settings that changed (audited with old and new values: numbers only)."""
+    row = db.session.scalar(select(SignalSettings).where(SignalSettings.area_id == area.id))
+    if (row.revision if row else 0) != (revision or 0):
+        raise StaleSettings()
+    before = settings_for(area.ons_code, json.loads(row.overrides) if row else {})
+    base = configured_settings(area.ons_code)
+    overrides = {f.name: getattr(chosen, f.name) for f in fields(ears.Settings)
+                 if getattr(chosen, f.name) != getattr(base, f.name)}
+    changed = {f.name: [getattr(before, f.name), getattr(chosen, f.name)]
+               for f in fields(ears.Settings) if getattr(before, f.name) != getattr(chosen, f.name)}
+    if not changed:
+        return []
+    if row is None:
+        row = SignalSettings(area_id=area.id)
+        db.session.add(row)
+    row.overrides = json.dumps(overrides, sort_keys=True)
+    row.updated_by_id = getattr(by, "id", None)
+    db.session.flush()
+    record("signals.settings.changed", actor=by, object_type="areas", object_uuid=area.uuid,
+           details={"changed": changed})
+    return sorted(changed)
+
+
+def reset_area_settings(area: Area, *, by: Any) -> bool:
+    """Drop the area's own settings: it goes back to the configured ones. False if it had none."""
+    row = db.session.scalar(select(SignalSettings).where(SignalSettings.area_id == area.id))
+    if row is None:
+        return False
+    db.session.delete(row)
+    db.session.flush()
+    record("signals.settings.reset", actor=by, object_type="areas", object_uuid=area.uuid,
+           details={"dropped": sorted(json.loads(row.overrides))})
+    return True
 
 
 # -- reading the series ---------------------------------------------------------------------------
@@ -159,9 +225,10 @@ def spike_candidates(
     """Alarms on the days of the look-back window, as dicts ready for ``Signal`` rows; and the
     number of series scanned. ``days`` overrides each area's look-back."""
     areas = {a.id: a for a in db.session.scalars(select(Area))}
+    stored = stored_overrides()
     by_settings: dict[ears.Settings, list[int]] = defaultdict(list)
     for area in areas.values():
-        s = settings_for(area.ons_code)
+        s = settings_for(area.ons_code, stored.get(area.id, {}))
         if days is not None:
             s = replace(s, lookback=days)
         by_settings[s].append(area.id)
@@ -397,8 +464,6 @@ def scan(
 ) -> ScanReport:
     """Find and store new spike and cluster signals. The caller commits. Audited as one entry
     (counts only)."""
-    from dr_panel.audit.services import record
-
     today = today or utcnow().date()
     spikes, n_series = spike_candidates(today, days, progress)
     clusters = cluster_candidates(today)
@@ -566,7 +631,9 @@ def signal_json(signal: Signal) -> dict[str, Any]:
 def full_scan(start: date, end: date) -> tuple[int, int, dict[str, int]]:
     """Every series over every day from ``start`` to ``end``, through every enabled method:
     (series, days, alarms by method). What the benchmark times; the cron scan is ``scan``."""
-    settings = {a.id: settings_for(a.ons_code) for a in db.session.scalars(select(Area))}
+    stored = stored_overrides()
+    settings = {a.id: settings_for(a.ons_code, stored.get(a.id, {}))
+                for a in db.session.scalars(select(Area))}
     series = read_series(start, end)
     by_settings: dict[ears.Settings, list[int]] = defaultdict(list)
     for i, key in enumerate(series.keys):

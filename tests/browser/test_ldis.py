@@ -105,3 +105,33 @@ def test_a_public_report_becomes_an_approved_public_alert(
     coord.get_by_role("link", name=re.compile("[Dd]eliver")).first.click()
     expect(h1(coord)).to_contain_text(f"Deliveries of {reference}")
     assert pages.csp_errors() == []
+
+
+@pytest.mark.browser
+def test_a_coordinator_changes_an_areas_signal_settings_by_keyboard(
+    serve: Callable[..., LiveApp], pages: Pages
+) -> None:
+    live = serve()
+    dana = live.add_user(Role.COORDINATOR, name="Dana Fielding")
+    coord = pages.new()
+    sign_in(coord, live, dana)
+    coord.goto(f"{live.url}/ldis/queue")
+    coord.get_by_role("link", name="Signal settings").click()
+    expect(h1(coord)).to_have_text("Signal settings")
+    coord.get_by_role("link", name="Change the settings of Blackpool").click()
+    expect(h1(coord)).to_have_text("Signal settings: Blackpool")
+    # Keyboard only: the first method's checkbox is reached with Tab like every other field.
+    coord.get_by_label("C2: today against 7 days, leaving a 2-day gap").focus()
+    coord.keyboard.press("Space")
+    coord.get_by_label("Fewest events on the day to flag").fill("two")
+    coord.keyboard.press("Enter")
+    expect(coord.get_by_role("alert", name="There is a problem")).to_contain_text(
+        "Enter a whole number from 1 to 1000.")
+    expect(coord.get_by_label("C2: today against 7 days, leaving a 2-day gap")).not_to_be_checked()
+    coord.get_by_label("Fewest events on the day to flag").fill("5")
+    coord.get_by_role("button", name="Save the settings").click()
+    expect(coord.get_by_role("status")).to_contain_text("2 settings changed for Blackpool")
+    row = coord.get_by_role("row", name=re.compile("^Blackpool"))
+    expect(row).to_contain_text("C1, C3, Poisson")
+    expect(row).to_contain_text("2 settings")
+    screenshot(coord, "ldis-signal-settings")

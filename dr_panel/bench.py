@@ -793,7 +793,7 @@ def _lookups(report: Report, synthetic: Synthetic, count: int) -> None:
     )
 
 
-# A drug alert as coordinators write one (about 2,000 characters over its fields): every word
+# A drug alert as coordinators write one (about 1,400 characters over its fields): every word
 # and pair of nearby words is looked up in the name index, so this is the gate's ordinary load.
 ALERT_FIELDS = {
     "title": "Blue tablets sold as diazepam contain a potent nitazene",
@@ -818,7 +818,7 @@ ALERT_FIELDS = {
 
 
 def _leak_gate(report: Report, synthetic: Synthetic, runs: int = 10) -> None:
-    """The identifier-leak gate on a 2,000-character alert at this many people: a clean draft
+    """The identifier-leak gate on a 1,400-character alert at this many people: a clean draft
     (the usual case: every word a lookup, chance index hits decrypted one candidate at a time
     and rejected), and the same with a stored person's name in it (blocked). Context, no target."""
     from dr_panel.alerts.leakgate import check_fields

@@ -555,7 +555,9 @@ def chart_svg(signal: Signal) -> str | None:
     matplotlib.use("Agg")
     from matplotlib import rc_context
     from matplotlib.backends.backend_svg import FigureCanvasSVG
+    from matplotlib.dates import DateFormatter
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     ev = evidence_of(signal).get("series")
     if not isinstance(ev, dict) or not ev.get("counts"):
@@ -580,6 +582,7 @@ def chart_svg(signal: Signal) -> str | None:
         ax = fig.add_subplot()
         colours = ["#D55E00" if d == flagged else "#0072B2" for d in days]
         ax.bar(days, counts, color=colours, width=0.8, label="Cases a day")
+        ax.bar([], [], color="#D55E00", label="The day flagged")  # its legend entry
         xs = [d for d, u in zip(days, upper, strict=False) if u is not None]
         ys = [u for u in upper if u is not None]
         if xs:
@@ -589,6 +592,8 @@ def chart_svg(signal: Signal) -> str | None:
         ax.set_ylim(bottom=0)
         ax.legend(loc="upper left", frameon=False)
         ax.spines[["top", "right"]].set_visible(False)
+        ax.xaxis.set_major_formatter(DateFormatter("%-d %b"))  # "15 Oct", as on the page
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # cases are whole numbers
         fig.autofmt_xdate()
         fig.tight_layout()
         out = io.StringIO()

@@ -190,7 +190,12 @@ class Receiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        class Server(ThreadingHTTPServer):
+            # A real partner's server queues more than http.server's 5 waiting connections;
+            # with 32 senders at once, 5 made the kernel reset some (ConnectionResetError).
+            request_queue_size = 128
+
+        self.server = Server(("127.0.0.1", self.port), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

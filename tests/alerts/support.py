@@ -177,6 +177,7 @@ class Receiver:
         self.processed: list[tuple[str, dict[str, Any]]] = []
         self.seen: set[str] = set()
         self.unverified = 0
+        self.truncated = 0  # requests cut off before their body ended: never delivered
         self.headers: list[dict[str, str]] = []
         self.lock = threading.Lock()
         self.port = free_port()
@@ -184,7 +185,13 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                length = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(length)
+                if len(body) < length:  # the sender died mid-request (a killed worker)
+                    with receiver.lock:
+                        receiver.truncated += 1
+                    self.close_connection = True
+                    return
                 receiver.handle(self, body)
 
             def log_message(self, format: str, *args: Any) -> None:

@@ -121,7 +121,7 @@ class ItemFilterForm(GetForm):
 # -- an area's signal settings ------------------------------------------------------------------
 
 
-def _plain(value: float) -> str:
+def plain_number(value: float) -> str:
     """A number as a person writes it: 0.000001, not 1e-06; 10, not 10.0."""
     return f"{value:.6f}".rstrip("0").rstrip(".")
 
@@ -130,7 +130,7 @@ def _number(label: str, low: float, high: float, hint: str, *, whole: bool = Fal
     """A number in ``[low, high]``, checked with a message that says what to type; the value is
     left on the field as ``field.number``."""
     kind = "a whole number" if whole else "a number"
-    span = f"from {_plain(low)} to {_plain(high)}"
+    span = f"from {plain_number(low)} to {plain_number(high)}"
 
     def check(form: Any, field: Any) -> None:
         raw = (field.data or "").strip()

@@ -25,7 +25,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from dr_panel.alerts import ears
 from dr_panel.alerts import signals as sig
-from dr_panel.alerts.forms import SignalSettingsForm
+from dr_panel.alerts.forms import SignalSettingsForm, plain_number
 from dr_panel.alerts.models import SignalSettings
 from dr_panel.alerts.routes import bp, coordinators, me
 from dr_panel.extensions import db
@@ -65,7 +65,7 @@ def edit_signal_settings(uuid: str) -> Any:
         for name in form.METHODS:
             getattr(form, name).data = getattr(current, name)
         for name in form.NUMBERS:
-            getattr(form, name).data = f"{getattr(current, name):g}"
+            getattr(form, name).data = plain_number(getattr(current, name))
         form.revision.data = str(row.revision if row else 0)
     status = 200
     if form.validate_on_submit():
@@ -74,8 +74,10 @@ def edit_signal_settings(uuid: str) -> Any:
             **{n: bool(getattr(form, n).data) for n in form.METHODS},
             **{n: getattr(form, n).number for n in form.NUMBERS},
         )
+        raw_revision = (form.revision.data or "0").strip()
+        # A revision that is not a number (a tampered page) is treated as stale.
+        revision = int(raw_revision) if raw_revision.isdigit() else -1
         try:
-            revision = int(form.revision.data or 0)
             changed = sig.save_area_settings(area, chosen, by=me(), revision=revision)
         except (sig.StaleSettings, StaleDataError, IntegrityError):
             db.session.rollback()

@@ -99,6 +99,8 @@ def test_a_page_opened_before_a_colleagues_save_is_refused_with_the_input_kept(
     assert re.search(r'name="min_count"[^>]*value="6"|value="6"[^>]*name="min_count"', page)
     db.session.expire_all()
     assert sig.settings_for("E06000009").min_count == 4
+    # A page whose hidden revision was tampered with is refused the same way, not a 500.
+    assert bob.post(_url(), data=FORM | {"revision": "x"}).status_code == 409
 
 
 def test_configuration_still_applies_to_what_the_page_did_not_change(

@@ -49,6 +49,7 @@ from dr_panel.cases.models import (
     CaseType,
     MatchStatus,
     Person,
+    RetiredReference,
     age_band,
     case_substances,
 )
@@ -68,6 +69,7 @@ CASE_TYPE_WORDS = {CaseType.DEATH: "death", CaseType.NFO: "non-fatal overdose"}
 
 persons_t = Person.__table__
 cases_t = Case.__table__
+retired_t = RetiredReference.__table__
 
 
 class Mode(enum.StrEnum):
@@ -1011,12 +1013,16 @@ class Importer:
         if number is None:
             # The highest number so far, compared as a number: as text, "NFO-2025-10000"
             # sorts before "NFO-2025-9999".
-            last = db.session.scalar(
-                select(func.max(cast(func.substr(cases_t.c.reference, len(prefix) + 1), Integer)))
-                .where(cases_t.c.area_id == area_id)
-                .where(cases_t.c.reference.like(prefix + "%"))
+            # Retired references (cases that moved away) stay taken too.
+            last = max(
+                db.session.scalar(
+                    select(func.max(cast(func.substr(t.c.reference, len(prefix) + 1), Integer)))
+                    .where(t.c.area_id == area_id)
+                    .where(t.c.reference.like(prefix + "%"))
+                ) or 0
+                for t in (cases_t, retired_t)
             )
-            number = (last or 0) + 1
+            number = last + 1
         self._next_number[key] = number + 1
         return f"{prefix}{number:04d}"
 

@@ -332,6 +332,9 @@ class Case(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
     substances: Mapped[list[Substance]] = relationship(
         secondary=case_substances, lazy="selectin", order_by=Substance.name
     )
+    former_references: Mapped[list[RetiredReference]] = relationship(
+        order_by="RetiredReference.retired_at"
+    )
 
     __table_args__ = (
         UniqueConstraint("area_id", "reference"),
@@ -357,6 +360,28 @@ class Case(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
 
     def can_edit(self, user: Any) -> bool:
         return user.role == "coordinator" and self.area_id in user.area_ids
+
+
+class RetiredReference(db.Model):  # type: ignore[name-defined,misc]
+    """A reference a case gave up when it moved to another area or case type. It stays taken in
+    its old area, so no later case is given it: minutes, e-mails and requests that quote it
+    never come to mean someone else. The case page shows it as "formerly"."""
+
+    __tablename__ = "retired_references"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id", ondelete="SET NULL"),
+                                                index=True)
+    area_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), nullable=False)
+    reference: Mapped[str] = mapped_column(String(20), nullable=False)
+    retired_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+
+    area: Mapped[Area] = relationship(lazy="joined")
+
+    __table_args__ = (UniqueConstraint("area_id", "reference"),)
+
+    def __repr__(self) -> str:
+        return f"<RetiredReference area={self.area_id}>"
 
 
 class CaseEvent(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]

@@ -32,6 +32,7 @@ from dr_panel.cases.models import (
     NaloxoneBy,
     NfoOutcome,
     Person,
+    RetiredReference,
     Route,
     Setting,
     Sex,
@@ -439,14 +440,19 @@ def next_reference(area: Area, case_type: CaseType, year: int) -> str:
     prefix = f"{'DRD' if case_type is CaseType.DEATH else 'NFO'}-{year}-"
     # The numerically largest: longer numbers first, since "NFO-2026-10000" < "NFO-2026-9999"
     # as text (numbers are zero-padded to at least four digits).
-    last = db.session.scalar(
-        select(Case.reference)
-        .where(Case.area_id == area.id, Case.reference.like(prefix + "%"))
-        .order_by(func.length(Case.reference).desc(), Case.reference.desc())
-        .limit(1)
-    )
-    number = int(last.rsplit("-", 1)[1]) + 1 if last else 1
-    return f"{prefix}{number:04d}"
+    # References retired by cases that moved away stay taken (never given to another case).
+    last = 0
+    for column, area_column in ((Case.reference, Case.area_id),
+                                (RetiredReference.reference, RetiredReference.area_id)):
+        found = db.session.scalar(
+            select(column)
+            .where(area_column == area.id, column.like(prefix + "%"))
+            .order_by(func.length(column).desc(), column.desc())
+            .limit(1)
+        )
+        if found:
+            last = max(last, int(found.rsplit("-", 1)[1]))
+    return f"{prefix}{last + 1:04d}"
 
 
 def create_notification(n: Notification, *, by: Any, source: str = "form") -> Case:
@@ -631,6 +637,7 @@ def update_case(case: Case, n: Notification, *, by: Any, expected_version: int |
         raise StaleEdit()
     changed = []
     with db.session.no_autoflush:  # the new area's references are read before the case moves
+        old_area_id = case.area_id
         renumber = n.area.id != case.area_id or n.case_type is not case.case_type
         reference = next_reference(n.area, n.case_type, case_year(case)) if renumber else None
         for name in EDITABLE:
@@ -646,6 +653,9 @@ def update_case(case: Case, n: Notification, *, by: Any, expected_version: int |
     if reference is not None:
         # A case moved to another area, or found to be the other type, takes the next
         # reference of its new numbering (area, DRD/NFO, year): references are unique per area.
+        # Its old one is retired, never to be given to another case.
+        db.session.add(RetiredReference(case_id=case.id, area_id=old_area_id,
+                                        reference=case.reference))
         case.reference = reference
         changed.append("reference")
     age = ident.age_on(n.identity.dob, n.event_date)

@@ -535,3 +535,11 @@ def test_moving_a_case_to_another_area_or_type_gives_it_that_areas_next_referenc
     assert response.status_code == 302, response.get_data(as_text=True)[-3000:]
     db.session.expire_all()
     assert db.session.get(Case, moving.id).reference == "DRD-2026-0001"
+    # Its old references stay taken: the next overdose in Blackpool is 0002, not 0001 again, and
+    # in Blackburn 0003, after the retired 0002. The case page lists them.
+    page = client.get(f"/cases/{moving.uuid}").get_data(as_text=True)
+    assert "Formerly NFO-2026-0001 (Blackpool), NFO-2026-0002 (Blackburn with Darwen)" in page
+    assert create(coordinator, full_name="Kerry-Ann McDonagh", date_of_birth="1991-07-14",
+                  nhs_number="").reference == "NFO-2026-0002"
+    assert create(coordinator, area="E06000008", full_name="Kerry-Ann McDonagh",
+                  date_of_birth="1991-07-14", nhs_number="").reference == "NFO-2026-0003"

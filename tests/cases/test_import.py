@@ -16,9 +16,10 @@ from dr_panel.auth.models import Role
 from dr_panel.cases import bulk, imports, services
 from dr_panel.cases import identity as ident
 from dr_panel.cases.bulk import FileRefused, Importer, Mode, Problem, import_csv
-from dr_panel.cases.models import Case, MatchStatus, Person, case_substances
+from dr_panel.cases.models import Case, MatchStatus, Person, RetiredReference, case_substances
 from dr_panel.cli import main
 from dr_panel.extensions import db
+from dr_panel.reference.models import Area
 
 # Made-up people; NHS numbers from the 999 test range, valid check digits.
 ANNA = ("Anna Quillfeather", "1984-02-29", "9990000018")
@@ -328,6 +329,17 @@ def test_references_continue_the_area_sequence_numerically(app: Any, coordinator
     )
     refs = db.session.scalars(select(Case.reference).order_by(Case.id)).all()
     assert refs == ["NFO-2026-9999", "NFO-2026-10000", "NFO-2026-10001", "DRD-2026-0001"]
+
+
+def test_an_import_skips_references_retired_by_cases_that_moved(
+    app: Any, coordinator: Any
+) -> None:
+    area = db.session.scalar(select(Area).where(Area.ons_code == "E06000009"))
+    db.session.add(RetiredReference(area_id=area.id, reference="NFO-2026-0007"))
+    db.session.commit()
+    run(csv_bytes([row(ANNA), row(DEV)]), coordinator)
+    refs = db.session.scalars(select(Case.reference).order_by(Case.id)).all()
+    assert refs == ["NFO-2026-0008", "NFO-2026-0009"]
 
 
 # -- reading the file -----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from flask import (
     url_for,
 )
 from flask_login import current_user
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from wtforms import DateField, StringField
 from wtforms import SelectChoice as Opt
 from wtforms.validators import Optional
@@ -24,7 +24,14 @@ from wtforms.validators import Optional
 from dr_panel.auth.models import Role, User
 from dr_panel.cases import services, workflow
 from dr_panel.cases.forms import RevealForm, WorkflowForm, form_values, notification_form
-from dr_panel.cases.models import Case, CaseStatus, CaseType, MatchStatus, Person
+from dr_panel.cases.models import (
+    Case,
+    CaseStatus,
+    CaseType,
+    MatchStatus,
+    Person,
+    RetiredReference,
+)
 from dr_panel.extensions import db
 from dr_panel.forms import ChoiceField, EmptyForm, GetForm
 from dr_panel.reference.services import all_agencies
@@ -110,7 +117,13 @@ def list_cases() -> Any:
         )
     stmt = services.visible_cases(user, f)
     if form.q.data and not form.errors:
-        stmt = stmt.where(Case.reference.like(f"%{form.q.data.strip().upper()}%"))
+        # A reference as quoted in older minutes finds the case under its former one too.
+        pattern = f"%{form.q.data.strip().upper()}%"
+        stmt = stmt.where(or_(
+            Case.reference.like(pattern),
+            Case.id.in_(select(RetiredReference.case_id).where(
+                RetiredReference.reference.like(pattern))),
+        ))
     page = services.page_of_cases(
         stmt, after=request.args.get("after"), per_page=current_app.config["PAGE_SIZE"]
     )

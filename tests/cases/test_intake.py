@@ -539,6 +539,9 @@ def test_moving_a_case_to_another_area_or_type_gives_it_that_areas_next_referenc
     # in Blackburn 0003, after the retired 0002. The case page lists them.
     page = client.get(f"/cases/{moving.uuid}").get_data(as_text=True)
     assert "Formerly NFO-2026-0001 (Blackpool), NFO-2026-0002 (Blackburn with Darwen)" in page
+    # Searching the list for a reference quoted in older minutes finds it under its new one.
+    listing = client.get("/cases?q=nfo-2026-0002").get_data(as_text=True)
+    assert "DRD-2026-0001" in listing and "NFO-2026-0001" not in listing
     assert create(coordinator, full_name="Kerry-Ann McDonagh", date_of_birth="1991-07-14",
                   nhs_number="").reference == "NFO-2026-0002"
     assert create(coordinator, area="E06000008", full_name="Kerry-Ann McDonagh",

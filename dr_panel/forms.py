@@ -45,3 +45,9 @@ class GetForm(FlaskForm):
 
     class Meta:
         csrf = False
+
+
+def plain_number(value: float) -> str:
+    """A number as a person writes it in a form or a message: 0.000001, not 1e-06; 10, not
+    10.0 (six decimal places at most)."""
+    return f"{value:.6f}".rstrip("0").rstrip(".")

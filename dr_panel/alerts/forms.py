@@ -22,7 +22,8 @@ from wtforms.validators import Optional
 from dr_panel.alerts.assessment import DECISION_LABELS, RELIABILITY_LABELS
 from dr_panel.alerts.models import Decision, ItemStatus, Rating, Reliability, Severity
 from dr_panel.alerts.reports import TEXT_FIELDS
-from dr_panel.forms import ChoiceField, GetForm
+from dr_panel.alerts.signals import METHOD_KEYS, SETTING_RANGES
+from dr_panel.forms import ChoiceField, GetForm, plain_number
 
 
 def _text(key: str, rows: int, hint: str) -> TextAreaField:
@@ -121,14 +122,10 @@ class ItemFilterForm(GetForm):
 # -- an area's signal settings ------------------------------------------------------------------
 
 
-def plain_number(value: float) -> str:
-    """A number as a person writes it: 0.000001, not 1e-06; 10, not 10.0."""
-    return f"{value:.6f}".rstrip("0").rstrip(".")
-
-
-def _number(label: str, low: float, high: float, hint: str, *, whole: bool = False) -> StringField:
-    """A number in ``[low, high]``, checked with a message that says what to type; the value is
-    left on the field as ``field.number``."""
+def _number(key: str, label: str, hint: str) -> StringField:
+    """A setting's number, in its range (``signals.SETTING_RANGES``), checked with a message
+    that says what to type; the value is left on the field as ``field.number``."""
+    low, high, whole = SETTING_RANGES[key]
     kind = "a whole number" if whole else "a number"
     span = f"from {plain_number(low)} to {plain_number(high)}"
 
@@ -151,23 +148,22 @@ class SignalSettingsForm(FlaskForm):
     c2 = BooleanField("C2: today against 7 days, leaving a 2-day gap")
     c3 = BooleanField("C3: C2 over the last 3 days")
     poisson = BooleanField("Poisson: more events than chance would give")
-    threshold = _number("C1 and C2 threshold (standard deviations above the mean)", 0.5, 10,
+    threshold = _number("threshold", "C1 and C2 threshold (standard deviations above the mean)",
                         "Higher means fewer, surer signals. Default 3.")
-    c3_threshold = _number("C3 threshold (summed standard deviations)", 0.5, 10, "Default 2.")
-    min_sigma = _number("Smallest standard deviation used", 0, 10,
+    c3_threshold = _number("c3_threshold", "C3 threshold (summed standard deviations)",
+                           "Default 2.")
+    min_sigma = _number("min_sigma", "Smallest standard deviation used",
                         "Stops a flat, sparse series from flagging every single event. "
                         "Default 0.5.")
-    min_count = _number("Fewest events on the day to flag", 1, 1000,
-                        "A day with fewer events is never a signal. Default 3.", whole=True)
-    alpha = _number("Poisson: chance of a false alarm on a quiet day", 0.000001, 0.1,
+    min_count = _number("min_count", "Fewest events on the day to flag",
+                        "A day with fewer events is never a signal. Default 3.")
+    alpha = _number("alpha", "Poisson: chance of a false alarm on a quiet day",
                     "Smaller means fewer, surer signals. Default 0.001 (1 in 1,000).")
-    poisson_baseline = _number("Poisson: days of baseline", 7, 365, "Default 28.", whole=True)
-    lookback = _number("Days back each scan records signals for", 1, 90,
-                       "A scan that missed some days catches up over this many. Default 14.",
-                       whole=True)
+    poisson_baseline = _number("poisson_baseline", "Poisson: days of baseline", "Default 28.")
+    lookback = _number("lookback", "Days back each scan records signals for",
+                       "A scan that missed some days catches up over this many. Default 14.")
     revision = HiddenField()
     submit = SubmitField("Save the settings")
 
-    NUMBERS = ("threshold", "c3_threshold", "min_sigma", "min_count", "alpha",
-               "poisson_baseline", "lookback")
-    METHODS = ("c1", "c2", "c3", "poisson")
+    NUMBERS = tuple(SETTING_RANGES)
+    METHODS = METHOD_KEYS

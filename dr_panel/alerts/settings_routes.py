@@ -25,11 +25,11 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from dr_panel.alerts import ears
 from dr_panel.alerts import signals as sig
-from dr_panel.alerts.forms import SignalSettingsForm, plain_number
+from dr_panel.alerts.forms import SignalSettingsForm
 from dr_panel.alerts.models import SignalSettings
 from dr_panel.alerts.routes import bp, coordinators, me
 from dr_panel.extensions import db
-from dr_panel.forms import EmptyForm
+from dr_panel.forms import EmptyForm, plain_number
 from dr_panel.reference.models import Area
 from dr_panel.security import get_or_404
 

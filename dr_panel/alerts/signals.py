@@ -73,6 +73,20 @@ def _coerce(raw: dict[str, Any], base: ears.Settings) -> ears.Settings:
     return replace(base, **values)
 
 
+# What an area's coordinators may set, on the page and through the API: the methods on or off,
+# and each number's range (lowest, highest, whole number or not).
+METHOD_KEYS = ("c1", "c2", "c3", "poisson")
+SETTING_RANGES: dict[str, tuple[float, float, bool]] = {
+    "threshold": (0.5, 10, False),
+    "c3_threshold": (0.5, 10, False),
+    "min_sigma": (0, 10, False),
+    "min_count": (1, 1000, True),
+    "alpha": (0.000001, 0.1, False),
+    "poisson_baseline": (7, 365, True),
+    "lookback": (1, 90, True),
+}
+
+
 def configured_settings(area_code: str | None) -> ears.Settings:
     """An area's settings before its own page: defaults, SIGNAL_SETTINGS, SIGNAL_AREA_SETTINGS."""
     cfg = current_app.config

@@ -8,7 +8,7 @@ import enum
 from collections.abc import Iterable
 from typing import Any
 
-from dr_panel.alerts import broadcast_api, drafting_api
+from dr_panel.alerts import broadcast_api, drafting_api, settings_api
 from dr_panel.api import services as api
 from dr_panel.cases.models import (
     AGE_BANDS,
@@ -234,6 +234,9 @@ def _body_schema(
             schema = {"type": "integer", "minimum": field.minimum, "maximum": api.VERSION_MAX}
         elif field.kind == "bool":
             schema = {"type": "boolean"}
+        elif field.kind in ("number", "whole"):
+            schema = {"type": "integer" if field.kind == "whole" else "number",
+                      "minimum": field.low, "maximum": field.high}
         elif field.kind == "choice":
             schema = {"type": "string", "enum": list(field.values)}
         elif field.kind in ("object", "objects"):
@@ -1259,6 +1262,7 @@ def document(
             **trends_api.openapi_paths(all_codes),
             **broadcast_api.openapi_paths(),
             **drafting_api.openapi_paths(),
+            **settings_api.openapi_paths(),
         },
         "components": {
             "securitySchemes": {
@@ -1297,6 +1301,7 @@ def document(
                 **trends_api.openapi_schemas(),
                 **broadcast_api.openapi_schemas(),
                 **drafting_api.openapi_schemas(),
+                **settings_api.openapi_schemas(_body_schema),
                 "Problem": _problem_schema(),
             },
             "responses": {

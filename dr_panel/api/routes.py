@@ -43,6 +43,10 @@ GET    /api/v1/reports                       coordinator: their areas' drug-conc
 POST   /api/v1/reports                       signed in, not admin: report a drug concern
 GET    /api/v1/reports/<uuid>                coordinator; ``DrugReport.can_view`` (audited)
 POST   /api/v1/assessments                   coordinator; the item's ``can_assess``
+GET    /api/v1/signal-settings               coordinator: the spike-scan settings of their areas
+GET    /api/v1/signal-settings/<area uuid>   coordinator; ``Area.can_view`` (their areas)
+PATCH  /api/v1/signal-settings/<area uuid>   coordinator; ``Area.can_view``; stale revision: 409
+DELETE /api/v1/signal-settings/<area uuid>   coordinator; ``Area.can_view``: the standard again
 GET    /account/tokens                       signed in, in a browser: their own tokens
 POST   /account/tokens                       signed in, in a browser: create one
 POST   /account/tokens/<uuid>/revoke         signed in, in a browser: their own token only
@@ -73,6 +77,7 @@ from flask import (
 from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from dr_panel.api import services as api
@@ -725,6 +730,65 @@ def trends() -> Any:
         return invalid(errors, "Fix the parameters listed in 'errors' and ask again.")
     db.session.commit()  # the audit entry of the query
     return jsonify(body)
+
+
+# -- LDIS: an area's signal settings (dr_panel.alerts.settings_api) -----------------------------
+
+
+@bp.get("/signal-settings")
+@ldis_coordinators
+def list_signal_settings() -> Any:
+    from dr_panel.alerts import settings_api
+
+    areas = db.session.scalars(
+        select(Area).where(Area.id.in_(me().area_ids)).order_by(Area.name)
+    )
+    return jsonify(items=[settings_api.settings_json(a) for a in areas])
+
+
+@bp.get("/signal-settings/<uuid>")
+@ldis_coordinators
+def get_signal_settings(uuid: str) -> Any:
+    from dr_panel.alerts import settings_api
+
+    return jsonify(settings_api.settings_json(get_or_404(Area, uuid, need="view")))
+
+
+@bp.patch("/signal-settings/<uuid>")
+@ldis_coordinators
+def update_signal_settings(uuid: str) -> Any:
+    from dr_panel.alerts import settings_api
+    from dr_panel.alerts import signals as sig
+
+    area = get_or_404(Area, uuid, need="view")
+    data, refused = checked_body(settings_api.change_spec())
+    if data is None:
+        return refused
+    try:
+        sig.save_area_settings(
+            area, settings_api.chosen(sig.settings_for(area.ons_code), data),
+            by=me(), revision=data["revision"],
+        )
+        db.session.commit()
+    except (sig.StaleSettings, StaleDataError, IntegrityError):
+        db.session.rollback()
+        return problem(409, "The settings have changed",
+                       "Someone changed this area's settings since your 'revision': read them "
+                       "again, then send your change with the new revision.",
+                       errors={"revision": "out of date"})
+    return jsonify(settings_api.settings_json(area))
+
+
+@bp.delete("/signal-settings/<uuid>")
+@ldis_coordinators
+def reset_signal_settings(uuid: str) -> Any:
+    from dr_panel.alerts import settings_api
+    from dr_panel.alerts import signals as sig
+
+    area = get_or_404(Area, uuid, need="view")
+    sig.reset_area_settings(area, by=me())
+    db.session.commit()
+    return jsonify(settings_api.settings_json(area))
 
 
 # -- LDIS: subscriptions and deliveries (dr_panel.alerts.broadcast_api) ------------------------

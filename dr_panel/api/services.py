@@ -11,6 +11,7 @@ no name, date of birth, NHS number, address, postcode or exact age; identifiers 
 
 from __future__ import annotations
 
+import math
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from dr_panel.cases.services import FIELDS, LABELS, CaseFilter
 from dr_panel.crypto import hash_token, new_token
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
+from dr_panel.forms import plain_number
 
 TOKEN_PREFIX = "drp_"  # noqa: S105  (a marker, not a secret)
 SHOWN_CHARS = 8
@@ -453,12 +455,15 @@ REFERENCE_MAX = 40
 
 @dataclass(frozen=True)
 class Field:
-    """One key of a JSON body: its kind ('text', 'date', 'version', 'bool', 'choice' or
-    'choices'), whether it is required, and for text its length limit, for choices the values."""
+    """One key of a JSON body: its kind ('text', 'date', 'version', 'bool', 'choice',
+    'choices', 'number' or 'whole'), whether it is required, and for text its length limit, for
+    choices the values, for numbers the range ``low..high``."""
 
     kind: str
     required: bool = False
     max_length: int = STRING_MAX
+    low: float = 0.0  # 'number' and 'whole'
+    high: float = 0.0
     values: tuple[str, ...] = ()
     newlines: bool = True
     minimum: int = 1  # 'version': the least accepted; 'choices' and 'objects': fewest items
@@ -509,6 +514,19 @@ def check_body(body: Any, spec: Mapping[str, Field]) -> tuple[dict[str, Any], di
                 errors[key] = f"{key}: give true or false."
             else:
                 data[key] = value
+        elif field.kind in ("number", "whole"):
+            whole = field.kind == "whole"
+            fits = (
+                not isinstance(value, bool)
+                and isinstance(value, int if whole else (int, float))
+                and math.isfinite(value)
+                and field.low <= value <= field.high
+            )
+            if not fits:
+                errors[key] = (f"{key}: give {'a whole number' if whole else 'a number'} from "
+                               f"{plain_number(field.low)} to {plain_number(field.high)}.")
+            else:
+                data[key] = int(value) if whole else float(value)
         elif field.kind == "choice":
             if not isinstance(value, str) or value not in field.values:
                 errors[key] = f"{key}: use one of " + ", ".join(field.values) + "."

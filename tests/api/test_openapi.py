@@ -24,12 +24,14 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from sqlalchemy import select
 
 from dr_panel.api import services as api
 from dr_panel.auth.models import Role
 from dr_panel.cases.models import AGE_BANDS, CaseStatus, CaseType, Sex
 from dr_panel.cases.services import ENUMS, FIELDS, REQUIRED, SUBSTANCES
 from dr_panel.extensions import db
+from dr_panel.reference.models import Area
 from tests.api.conftest import notification
 
 
@@ -186,7 +188,9 @@ def test_schemathesis_finds_no_server_error_and_nothing_outside_the_document(
     operations = [result.ok() for result in schema.get_all_operations()]
     # + signals, reports and assessments (LDIS); + subscriptions and deliveries (broadcast);
     # + alerts: list, get, create, submit, approve, update, cancel (drafting)
-    assert len(operations) == 19 + 6 + 7 + 7
+    # + an area's signal settings: list, get, change, reset
+    assert len(operations) == 19 + 6 + 7 + 7 + 4
+    blackpool = db.session.scalar(select(Area).where(Area.ons_code == "E06000009"))
     for operation in operations:
         if mode is GenerationMode.NEGATIVE and operation.path.endswith("/openapi.json"):
             continue  # no parameters and no body: nothing can be made invalid
@@ -196,7 +200,10 @@ def test_schemathesis_finds_no_server_error_and_nothing_outside_the_document(
             strategy = st.one_of(
                 strategy,
                 operation.as_strategy(
-                    generation_mode=mode, path_parameters={"uuid": str(known.uuid)}
+                    generation_mode=mode,
+                    path_parameters={"uuid": str(
+                        blackpool.uuid if "signal-settings" in operation.path else known.uuid
+                    )},
                 ),
             )
 

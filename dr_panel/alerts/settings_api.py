@@ -1,0 +1,145 @@
+"""An area's spike-scan settings in the JSON API. The routes live in ``dr_panel.api.routes``
+(one file for the API's rules); the body's check, the JSON and the OpenAPI description live here,
+next to the services they call (``dr_panel.alerts.signals``). The same rules as the page
+(``settings_routes``): coordinators of the area, ranges from ``signals.SETTING_RANGES``, a stale
+``revision`` refused, every change audited."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields, replace
+from typing import Any
+
+from sqlalchemy import select
+
+from dr_panel.alerts import ears
+from dr_panel.alerts import signals as sig
+from dr_panel.alerts.broadcast_api import _json, _problem, _uuid_param
+from dr_panel.alerts.models import SignalSettings
+from dr_panel.api.services import Field
+from dr_panel.extensions import db
+from dr_panel.reference.models import Area
+
+
+def change_spec() -> dict[str, Field]:
+    """A PATCH body: the revision last read (0 when the area had no settings of its own), and
+    any of the settings; what is not given stays as it is."""
+    spec: dict[str, Field] = {"revision": Field("version", required=True, minimum=0)}
+    spec.update({key: Field("bool") for key in sig.METHOD_KEYS})
+    spec.update({
+        key: Field("whole" if whole else "number", low=low, high=high)
+        for key, (low, high, whole) in sig.SETTING_RANGES.items()
+    })
+    return spec
+
+
+def chosen(current: ears.Settings, data: dict[str, Any]) -> ears.Settings:
+    return replace(current, **{k: v for k, v in data.items() if k != "revision"})
+
+
+def settings_json(area: Area, row: SignalSettings | None = None) -> dict[str, Any]:
+    if row is None:
+        row = db.session.scalar(select(SignalSettings).where(SignalSettings.area_id == area.id))
+    own = json.loads(row.overrides) if row else {}
+    in_use = sig.settings_for(area.ons_code, own)
+    return {
+        "area": area.ons_code,
+        "area_uuid": str(area.uuid),
+        "area_name": area.name,
+        "settings": {f.name: getattr(in_use, f.name) for f in fields(ears.Settings)},
+        "set_here": sorted(own),
+        "revision": row.revision if row else 0,
+    }
+
+
+# -- OpenAPI ------------------------------------------------------------------------------------
+
+
+def responses(ok: dict[str, Any], *extra: str) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        **ok,
+        "401": {"$ref": "#/components/responses/Unauthorized"},
+        "403": {"$ref": "#/components/responses/Forbidden"},
+    }
+    problems = {
+        "400": {"$ref": "#/components/responses/BadRequest"},
+        "404": _problem("No such area, or it is not one of yours (the two are not told apart)."),
+        "409": _problem("The settings were changed since your 'revision'; nothing was saved."),
+    }
+    out.update({code: problems[code] for code in extra})
+    return out
+
+
+def openapi_paths() -> dict[str, Any]:
+    json_ref, uuid_param = _json, _uuid_param
+    body = {"required": True, "content": {"application/json": {"schema": {
+        "$ref": "#/components/schemas/SignalSettingsChange"}}}}
+    return {
+        "/api/v1/signal-settings": {
+            "get": {
+                "operationId": "listSignalSettings",
+                "summary": "The spike-scan settings in use in each of your areas; coordinators.",
+                "responses": responses(json_ref("SignalSettingsList", "Per area.")),
+            },
+        },
+        "/api/v1/signal-settings/{uuid}": {
+            "parameters": [uuid_param("area")],
+            "get": {
+                "operationId": "getSignalSettings",
+                "summary": "One area's spike-scan settings.",
+                "responses": responses(json_ref("SignalSettings", "The settings."), "404"),
+            },
+            "patch": {
+                "operationId": "updateSignalSettings",
+                "summary": "Change an area's spike-scan settings from the next scan. Give the "
+                "'revision' you last read: a change made since is refused with 409.",
+                "requestBody": body,
+                "responses": responses(json_ref("SignalSettings", "Saved."), "400", "404",
+                                       "409"),
+            },
+            "delete": {
+                "operationId": "resetSignalSettings",
+                "summary": "Drop the area's own settings: the standard ones apply again.",
+                "responses": responses(json_ref("SignalSettings", "Reset."), "404"),
+            },
+        },
+    }
+
+
+def openapi_schemas(body_schema: Any) -> dict[str, Any]:
+    settings = {key: {"type": "boolean"} for key in sig.METHOD_KEYS}
+    settings.update({
+        key: {"type": "integer" if whole else "number", "minimum": low, "maximum": high}
+        for key, (low, high, whole) in sig.SETTING_RANGES.items()
+    })
+    one = {
+        "type": "object",
+        "properties": {
+            "area": {"type": "string"},
+            "area_uuid": {"type": "string", "format": "uuid"},
+            "area_name": {"type": "string"},
+            "settings": {"type": "object", "properties": settings,
+                         "required": list(settings), "additionalProperties": False},
+            "set_here": {"type": "array", "items": {"type": "string", "enum": list(settings)},
+                         "description": "The settings this area set itself; the rest are "
+                         "the standard ones."},
+            "revision": {"type": "integer", "minimum": 0},
+        },
+        "required": ["area", "area_uuid", "area_name", "settings", "set_here", "revision"],
+        "additionalProperties": False,
+    }
+    return {
+        "SignalSettings": one,
+        "SignalSettingsList": {
+            "type": "object",
+            "properties": {"items": {"type": "array", "items": {
+                "$ref": "#/components/schemas/SignalSettings"}}},
+            "required": ["items"],
+            "additionalProperties": False,
+        },
+        "SignalSettingsChange": body_schema(
+            change_spec(),
+            "Any of an area's settings, with the revision last read.",
+            {"revision": "The 'revision' you last read (0 when the area had none of its own)."},
+        ),
+    }

@@ -12,7 +12,11 @@ from sqlalchemy import Select
 from dr_panel.alerts import subscribers as subs
 from dr_panel.alerts.broadcast import DASHBOARD_STATES, delivery_counts, delivery_query
 from dr_panel.alerts.models import AUDIENCES, Alert, Channel, Delivery, Subscriber
+from dr_panel.api import openapi_parts as parts
 from dr_panel.api import services as api
+from dr_panel.api.openapi_parts import ok as _json
+from dr_panel.api.openapi_parts import path_uuid as _uuid_param
+from dr_panel.api.openapi_parts import query as _query
 from dr_panel.api.services import Field
 
 ONS_PATTERN = "^[EWSN][0-9]{8}$"
@@ -153,42 +157,16 @@ NULLABLE_TEXT = {"type": ["string", "null"]}
 DATETIME_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
 
 
-def _responses(ok: dict[str, Any], *extra: str) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        **ok,
-        "401": {"$ref": "#/components/responses/Unauthorized"},
-        "403": {"$ref": "#/components/responses/Forbidden"},
-    }
-    problems = {
-        "400": {"$ref": "#/components/responses/BadRequest"},
-        "404": _problem("No such subscription or alert, or it is outside your areas (the two "
-                        "are not told apart)."),
-        "409": _problem("The subscription is already in that state; nothing changed."),
-    }
-    for code in extra:
-        out[code] = problems[code]
-    return out
+PROBLEMS = {
+    "400": parts.ref("BadRequest"),
+    "404": parts.problem("No such subscription or alert, or it is outside your areas (the two "
+                         "are not told apart)."),
+    "409": parts.problem("The subscription is already in that state; nothing changed."),
+}
 
 
-def _problem(description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/problem+json": {
-                "schema": {"$ref": "#/components/schemas/Problem"}}}}
-
-
-def _json(ref: str, description: str, status: str = "200") -> dict[str, Any]:
-    return {status: {"description": description, "content": {"application/json": {
-        "schema": {"$ref": f"#/components/schemas/{ref}"}}}}}
-
-
-def _uuid_param(what: str) -> dict[str, Any]:
-    return {"name": "uuid", "in": "path", "required": True,
-            "schema": {"type": "string", "format": "uuid"}, "description": f"The {what}'s UUID."}
-
-
-def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "schema": schema,
-            "description": description}
+def _responses(success: dict[str, Any], *codes: str) -> dict[str, Any]:
+    return parts.responses(success, PROBLEMS, *codes)
 
 
 def openapi_paths() -> dict[str, Any]:

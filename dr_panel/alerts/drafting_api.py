@@ -26,7 +26,11 @@ from dr_panel.alerts.models import (
     MsgType,
     Scope,
 )
+from dr_panel.api import openapi_parts as parts
 from dr_panel.api import services as api
+from dr_panel.api.openapi_parts import body as _body
+from dr_panel.api.openapi_parts import ok as _json
+from dr_panel.api.openapi_parts import query as _query
 from dr_panel.api.services import Field
 
 QUERY = ("q", "level", "status", "area", "since", "until", "page", "per_page")
@@ -196,54 +200,28 @@ def next_url(args: Any, page: int) -> str:
 # -- OpenAPI ------------------------------------------------------------------------------------
 
 
-def _problem(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/problem+json": {"schema": {
-        "$ref": "#/components/schemas/Problem"}}}}
+PROBLEMS = {
+    "400": parts.ref("BadRequest"),
+    "404": parts.problem("No such alert (or assessment), or it is outside your areas (the two "
+                         "are not told apart)."),
+    "409": parts.problem("The alert changed since you read it ('revision'), or it is not in a "
+                         "state that allows this; nothing was saved."),
+    "422": {
+        "description": "The identifier-leak gate found possible identifiers: 'findings' "
+        "lists each span (field, start, end, kind) and 'errors' says what to fix. Nothing "
+        "changed but the audit entry.",
+        "content": {parts.PROBLEM: {"schema": {
+            "$ref": "#/components/schemas/LeakGateProblem"}}},
+    },
+}
 
 
-def _responses(ok: dict[str, Any], *extra: str) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        **ok,
-        "401": {"$ref": "#/components/responses/Unauthorized"},
-        "403": {"$ref": "#/components/responses/Forbidden"},
-    }
-    problems = {
-        "400": {"$ref": "#/components/responses/BadRequest"},
-        "404": _problem("No such alert (or assessment), or it is outside your areas (the two "
-                        "are not told apart)."),
-        "409": _problem("The alert changed since you read it ('revision'), or it is not in a "
-                        "state that allows this; nothing was saved."),
-        "422": {
-            "description": "The identifier-leak gate found possible identifiers: 'findings' "
-            "lists each span (field, start, end, kind) and 'errors' says what to fix. Nothing "
-            "changed but the audit entry.",
-            "content": {"application/problem+json": {"schema": {
-                "$ref": "#/components/schemas/LeakGateProblem"}}},
-        },
-    }
-    for code in extra:
-        out[code] = problems[code]
-    return out
-
-
-def _json(ref: str, description: str, status: str = "200") -> dict[str, Any]:
-    return {status: {"description": description, "content": {"application/json": {
-        "schema": {"$ref": f"#/components/schemas/{ref}"}}}}}
-
-
-def _body(ref: str) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": {
-        "$ref": f"#/components/schemas/{ref}"}}}}
+def _responses(success: dict[str, Any], *codes: str) -> dict[str, Any]:
+    return parts.responses(success, PROBLEMS, *codes)
 
 
 def _uuid_param() -> dict[str, Any]:
-    return {"name": "uuid", "in": "path", "required": True,
-            "schema": {"type": "string", "format": "uuid"}, "description": "The alert's UUID."}
-
-
-def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "schema": schema,
-            "description": description}
+    return parts.path_uuid("alert")
 
 
 def openapi_paths() -> dict[str, Any]:

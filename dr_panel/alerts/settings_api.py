@@ -14,8 +14,8 @@ from sqlalchemy import select
 
 from dr_panel.alerts import ears
 from dr_panel.alerts import signals as sig
-from dr_panel.alerts.broadcast_api import _json, _problem, _uuid_param
 from dr_panel.alerts.models import SignalSettings
+from dr_panel.api import openapi_parts as parts
 from dr_panel.api.services import Field
 from dr_panel.extensions import db
 from dr_panel.reference.models import Area
@@ -55,25 +55,20 @@ def settings_json(area: Area, row: SignalSettings | None = None) -> dict[str, An
 # -- OpenAPI ------------------------------------------------------------------------------------
 
 
-def responses(ok: dict[str, Any], *extra: str) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        **ok,
-        "401": {"$ref": "#/components/responses/Unauthorized"},
-        "403": {"$ref": "#/components/responses/Forbidden"},
-    }
-    problems = {
-        "400": {"$ref": "#/components/responses/BadRequest"},
-        "404": _problem("No such area, or it is not one of yours (the two are not told apart)."),
-        "409": _problem("The settings were changed since your 'revision'; nothing was saved."),
-    }
-    out.update({code: problems[code] for code in extra})
-    return out
+PROBLEMS = {
+    "400": parts.ref("BadRequest"),
+    "404": parts.problem("No such area, or it is not one of yours (the two are not told apart)."),
+    "409": parts.problem("The settings were changed since your 'revision'; nothing was saved."),
+}
+
+
+def responses(success: dict[str, Any], *codes: str) -> dict[str, Any]:
+    return parts.responses(success, PROBLEMS, *codes)
 
 
 def openapi_paths() -> dict[str, Any]:
-    json_ref, uuid_param = _json, _uuid_param
-    body = {"required": True, "content": {"application/json": {"schema": {
-        "$ref": "#/components/schemas/SignalSettingsChange"}}}}
+    json_ref, uuid_param = parts.ok, parts.path_uuid
+    body = parts.body("SignalSettingsChange")
     return {
         "/api/v1/signal-settings": {
             "get": {

@@ -9,7 +9,14 @@ from collections.abc import Iterable
 from typing import Any
 
 from dr_panel.alerts import broadcast_api, drafting_api, settings_api
+from dr_panel.api import openapi_parts as parts
 from dr_panel.api import services as api
+from dr_panel.api.openapi_parts import body as _body
+from dr_panel.api.openapi_parts import json_response as _json
+from dr_panel.api.openapi_parts import path_uuid as _path_uuid
+from dr_panel.api.openapi_parts import problem as _problem
+from dr_panel.api.openapi_parts import query as _query
+from dr_panel.api.openapi_parts import ref as _ref
 from dr_panel.cases.models import (
     AGE_BANDS,
     CaseStatus,
@@ -26,7 +33,7 @@ from dr_panel.reviews.findings import Domain, Preventability, Score
 from dr_panel.reviews.models import RETURN_TEXTS, Engagement, RequestStatus
 from dr_panel.trends import routes as trends_api
 
-PROBLEM = "application/problem+json"
+PROBLEM = parts.PROBLEM
 NULL = "null"
 
 
@@ -54,7 +61,7 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return {**schema, "type": [kind, NULL]}
 
 
-UUID = {"type": "string", "format": "uuid"}
+UUID = parts.UUID
 DATE = {"type": "string", "format": "date"}
 
 
@@ -587,51 +594,6 @@ def _problem_schema() -> dict[str, Any]:
         },
         "required": ["type", "title", "status", "detail"],
         "additionalProperties": False,
-    }
-
-
-def _problem(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}},
-    }
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/responses/{name}"}
-
-
-def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "schema": schema,
-        "description": description,
-    }
-
-
-def _json(name: str, description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}},
-    }
-
-
-def _body(name: str) -> dict[str, Any]:
-    return {
-        "required": True,
-        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}},
-    }
-
-
-def _path_uuid(what: str) -> dict[str, Any]:
-    return {
-        "name": "uuid",
-        "in": "path",
-        "required": True,
-        "schema": UUID,
-        "description": f"The {what}'s UUID.",
     }
 
 

@@ -30,6 +30,7 @@ reason is asked.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from flask import (
@@ -114,6 +115,21 @@ def signals() -> Any:
     )
 
 
+def _assessment_context(item: Signal | DrugReport, since: datetime) -> dict[str, Any]:
+    """What a signal's and a report's pages both show of its assessment: the gradings so far,
+    the due time, and what may be done next."""
+    return {
+        "assessments": asm.assessments_of(item),
+        "due": asm.due_at(since, item.is_urgent),
+        "now": utcnow(),
+        "decisions": asm.DECISION_LABELS,
+        "reliabilities": asm.RELIABILITY_LABELS,
+        "can_assess": item.status in asm.OPEN_FOR_ASSESSMENT,
+        "draft_link": _draft_link,
+        "alert_decisions": asm.ALERT_DECISIONS,
+    }
+
+
 @bp.get("/signals/<uuid>")
 @coordinators
 def signal(uuid: str) -> Any:
@@ -124,14 +140,7 @@ def signal(uuid: str) -> Any:
         evidence=sig.evidence_of(s),
         label=sig.subject_label(s),
         method=sig.method_text(s),
-        assessments=asm.assessments_of(s),
-        due=asm.due_at(s.detected_at, s.is_urgent),
-        now=utcnow(),
-        decisions=asm.DECISION_LABELS,
-        reliabilities=asm.RELIABILITY_LABELS,
-        can_assess=s.status in asm.OPEN_FOR_ASSESSMENT,
-        draft_link=_draft_link,
-        alert_decisions=asm.ALERT_DECISIONS,
+        **_assessment_context(s, s.detected_at),
     )
 
 
@@ -169,14 +178,7 @@ def report(uuid: str) -> Any:
         report=r,
         content=content,
         fields=rep.TEXT_FIELDS,
-        assessments=asm.assessments_of(r),
-        due=asm.due_at(r.received_at, r.is_urgent),
-        now=utcnow(),
-        decisions=asm.DECISION_LABELS,
-        reliabilities=asm.RELIABILITY_LABELS,
-        can_assess=r.status in asm.OPEN_FOR_ASSESSMENT,
-        draft_link=_draft_link,
-        alert_decisions=asm.ALERT_DECISIONS,
+        **_assessment_context(r, r.received_at),
     )
 
 

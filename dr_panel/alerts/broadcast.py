@@ -695,7 +695,10 @@ def resend_what_still_matters(sub_id: int) -> int:
     now = utcnow()
     given_up = db.session.scalars(
         select(Delivery)
-        .options(joinedload(Delivery.version).joinedload(AlertVersion.alert))
+        .options(  # each alert's versions in one query: ``alert.current`` reads them
+            joinedload(Delivery.version).joinedload(AlertVersion.alert)
+            .selectinload(Alert.versions)
+        )
         .where(Delivery.subscriber_id == sub_id, Delivery.status == DeliveryStatus.GAVE_UP)
     ).all()
     heard_of = set(db.session.scalars(

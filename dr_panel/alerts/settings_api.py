@@ -6,7 +6,7 @@ next to the services they call (``dr_panel.alerts.signals``). The same rules as 
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterable, Mapping
 from dataclasses import fields, replace
 from typing import Any
 
@@ -19,6 +19,12 @@ from dr_panel.api import openapi_parts as parts
 from dr_panel.api.services import Field
 from dr_panel.extensions import db
 from dr_panel.reference.models import Area
+
+
+def rows_for(areas: Iterable[Area]) -> dict[int, SignalSettings]:
+    ids = [a.id for a in areas]
+    return {row.area_id: row for row in db.session.scalars(
+        select(SignalSettings).where(SignalSettings.area_id.in_(ids)))}
 
 
 def change_spec() -> dict[str, Field]:
@@ -37,10 +43,13 @@ def chosen(current: ears.Settings, data: dict[str, Any]) -> ears.Settings:
     return replace(current, **{k: v for k, v in data.items() if k != "revision"})
 
 
-def settings_json(area: Area, row: SignalSettings | None = None) -> dict[str, Any]:
-    if row is None:
-        row = db.session.scalar(select(SignalSettings).where(SignalSettings.area_id == area.id))
-    own = json.loads(row.overrides) if row else {}
+def settings_json(
+    area: Area, rows: Mapping[int, SignalSettings] | None = None
+) -> dict[str, Any]:
+    """An area's settings; ``rows`` (area id -> row), read once for a list, saves a query per
+    area."""
+    row = rows.get(area.id) if rows is not None else sig.stored_row(area.id)
+    own = sig.own_overrides(row)
     in_use = sig.settings_for(area.ons_code, own)
     return {
         "area": area.ons_code,

@@ -26,7 +26,6 @@ from sqlalchemy.orm.exc import StaleDataError
 from dr_panel.alerts import ears
 from dr_panel.alerts import signals as sig
 from dr_panel.alerts.forms import SignalSettingsForm
-from dr_panel.alerts.models import SignalSettings
 from dr_panel.alerts.routes import bp, coordinators, me
 from dr_panel.extensions import db
 from dr_panel.forms import EmptyForm, plain_number
@@ -58,8 +57,8 @@ def signal_settings() -> Any:
 @coordinators
 def edit_signal_settings(uuid: str) -> Any:
     area = get_or_404(Area, uuid, need="view")
-    row = db.session.scalar(select(SignalSettings).where(SignalSettings.area_id == area.id))
-    current = sig.settings_for(area.ons_code)
+    row = sig.stored_row(area.id)
+    current = sig.settings_for(area.ons_code, sig.own_overrides(row))
     form = SignalSettingsForm()
     if not form.is_submitted():
         for name in form.METHODS:
@@ -84,9 +83,7 @@ def edit_signal_settings(uuid: str) -> Any:
             flash("Someone else saved this area's settings after you opened the page, so yours "
                   "were not saved. Your entries are still below: compare, then save again.",
                   "error")
-            fresh = db.session.scalar(
-                select(SignalSettings).where(SignalSettings.area_id == area.id)
-            )
+            fresh = sig.stored_row(area.id)
             form.revision.data = str(fresh.revision if fresh else 0)
             status = 409
         else:

@@ -96,6 +96,15 @@ def configured_settings(area_code: str | None) -> ears.Settings:
     return settings
 
 
+def stored_row(area_id: int) -> SignalSettings | None:
+    """An area's own settings row from the page, if it has one."""
+    return db.session.scalar(select(SignalSettings).where(SignalSettings.area_id == area_id))
+
+
+def own_overrides(row: SignalSettings | None) -> dict[str, Any]:
+    return json.loads(row.overrides) if row else {}
+
+
 def stored_overrides() -> dict[int, dict[str, Any]]:
     """Every area's own settings from the page, by area id (one query, for a whole scan)."""
     return {row.area_id: json.loads(row.overrides)
@@ -108,10 +117,9 @@ def settings_for(area_code: str | None, overrides: dict[str, Any] | None = None)
     settings = configured_settings(area_code)
     if area_code:
         if overrides is None:
-            row = db.session.scalar(
+            overrides = own_overrides(db.session.scalar(
                 select(SignalSettings).join(Area).where(Area.ons_code == area_code)
-            )
-            overrides = json.loads(row.overrides) if row else {}
+            ))
         settings = _coerce(overrides, settings)
     return settings
 
@@ -126,10 +134,10 @@ def save_area_settings(
     """Store the settings a coordinator chose for ``area``: only where they differ from the
     configured ones, so a later change of configuration still reaches the rest. Returns the
     names of the settings that changed (audited with old and new values: numbers only)."""
-    row = db.session.scalar(select(SignalSettings).where(SignalSettings.area_id == area.id))
+    row = stored_row(area.id)
     if (row.revision if row else 0) != (revision or 0):
         raise StaleSettings()
-    before = settings_for(area.ons_code, json.loads(row.overrides) if row else {})
+    before = settings_for(area.ons_code, own_overrides(row))
     base = configured_settings(area.ons_code)
     overrides = {f.name: getattr(chosen, f.name) for f in fields(ears.Settings)
                  if getattr(chosen, f.name) != getattr(base, f.name)}
@@ -150,7 +158,7 @@ def save_area_settings(
 
 def reset_area_settings(area: Area, *, by: Any) -> bool:
     """Drop the area's own settings: it goes back to the configured ones. False if it had none."""
-    row = db.session.scalar(select(SignalSettings).where(SignalSettings.area_id == area.id))
+    row = stored_row(area.id)
     if row is None:
         return False
     db.session.delete(row)

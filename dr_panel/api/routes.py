@@ -742,8 +742,9 @@ def list_signal_settings() -> Any:
 
     areas = db.session.scalars(
         select(Area).where(Area.id.in_(me().area_ids)).order_by(Area.name)
-    )
-    return jsonify(items=[settings_api.settings_json(a) for a in areas])
+    ).all()
+    rows = settings_api.rows_for(areas)
+    return jsonify(items=[settings_api.settings_json(a, rows) for a in areas])
 
 
 @bp.get("/signal-settings/<uuid>")

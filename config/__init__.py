@@ -44,6 +44,46 @@ def _env_json(name: str, default: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
+def _env_whole(name: str, default: int, low: int, high: int, unit: str) -> int:
+    """A whole number from the environment within [low, high], or start-up stops saying why."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise SystemExit(
+            f"{name} must be a whole number of {unit} from {low} to {high}; got {raw!r}."
+        ) from None
+    if not low <= value <= high:
+        raise SystemExit(f"{name} must be from {low} to {high} {unit}; got {value}.")
+    return value
+
+
+# Retention (dr_panel.retention.schedule): (setting and env name, low, high, unit). The bounds
+# refuse what cannot be meant: under a year would erase a person before their review could
+# finish; the NHS Records Management Code of Practice does not ordinarily keep records past 30
+# years.
+RETENTION_SETTINGS: tuple[tuple[str, int, int, str], ...] = (
+    ("RETENTION_LIVING_YEARS", 1, 30, "years"),
+    ("RETENTION_DEATH_YEARS", 1, 30, "years"),
+    ("RETENTION_REPORT_TEXT_DAYS", 30, 3650, "days"),
+    ("RETENTION_REPORT_CONTACT_DAYS", 1, 365, "days"),
+    ("RETENTION_BATCH_SIZE", 1, 10000, "records"),
+    ("RETENTION_RUN_HOURS", 1, 168, "hours"),
+)
+
+
+def retention_problem(config: Config) -> str | None:
+    """What is wrong with the retention settings however they were given (environment or
+    overrides), or None: the app factory refuses to start on it."""
+    for key, low, high, unit in RETENTION_SETTINGS:
+        value = getattr(config, key)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            return f"{key} must be a whole number of {unit} from {low} to {high}; got {value!r}."
+    return None
+
+
 def normalise_database_url(url: str) -> str:
     """Accept the URLs hosting platforms hand out and pick psycopg 3 as the driver."""
     if url.startswith("postgres://"):
@@ -154,6 +194,23 @@ class Config:
     # The public "report a drug concern" form, per client (Flask-Limiter syntax).
     DRUG_REPORT_LIMIT: str = "5 per hour;20 per day"
 
+    # Retention schedule (dr_panel.retention.schedule explains each default and its source).
+    # A living person's identifiers and case free text: years after their last event (the NHS
+    # Records Management Code of Practice keeps most adult care records 8 years after the last
+    # episode of care).
+    RETENTION_LIVING_YEARS: int = 8
+    # A death's identifiers and case free text: years after its review closed or it was closed
+    # without review (the Code: adult records 8 years after death; a panel's review is the
+    # later event, so the clock starts there).
+    RETENTION_DEATH_YEARS: int = 8
+    # A drug-concern report's free text: days after it was received, once decided.
+    RETENTION_REPORT_TEXT_DAYS: int = 730
+    # A public reporter's contact address: erased once the confirmation has gone, and at the
+    # latest this many days after the report (a confirmation that never went is given up).
+    RETENTION_REPORT_CONTACT_DAYS: int = 30
+    RETENTION_BATCH_SIZE: int = 200  # records per transaction
+    RETENTION_RUN_HOURS: int = 24  # how often the background worker runs the schedule
+
     def as_flask_mapping(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -239,5 +296,7 @@ def load_config(name: str | None = None, **overrides: Any) -> Config:
             if item.strip()
         ) or base.LEAK_GATE_ALLOWED_CONTACTS,
     }
+    for key, low, high, unit in RETENTION_SETTINGS:
+        env[key] = _env_whole(key, getattr(base, key), low, high, unit)
     env.update(overrides)
     return replace(base, **env)

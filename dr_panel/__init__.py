@@ -13,7 +13,7 @@ from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from config import PROJECT_ROOT, Config, load_config
+from config import PROJECT_ROOT, Config, load_config, retention_problem
 from dr_panel.crypto import KeyConfigError, KeyRing
 from dr_panel.extensions import csrf, db, limiter, migrate
 
@@ -99,6 +99,9 @@ def create_app(config: Config | str | None = None, **overrides: Any) -> Flask:
     from dr_panel.alerts.feeds import bp as feeds_bp
 
     app.register_blueprint(feeds_bp)  # the Atom feed and CAP documents of issued alerts
+    from dr_panel.retention.routes import bp as retention_bp
+
+    app.register_blueprint(retention_bp)  # the subject-access export
     app.jinja_env.globals["app_version"] = __version__
 
     @app.context_processor
@@ -131,6 +134,8 @@ def _load_keys(app: Flask, config: Config) -> None:
             "dr-panel cannot start: BANK_HOLIDAY_REGION must be one of "
             f"{', '.join(BANK_HOLIDAY_REGIONS)} (England, Wales, Scotland, Northern Ireland)."
         )
+    if (problem := retention_problem(config)) is not None:
+        raise StartupError(f"dr-panel cannot start: {problem}")
     app.extensions["dr_panel.keys"] = keys
     app.secret_key = keys.session
     app.config["WTF_CSRF_SECRET_KEY"] = keys.csrf

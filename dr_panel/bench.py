@@ -572,7 +572,7 @@ def _raw_executemany(synthetic: Synthetic, source: Path, batch: int = 5000) -> f
         "setting", "route", "naloxone_given", "naloxone_by", "naloxone_doses", "nfo_outcome",
         "treatment_status", "recent_prison_release", "housing_status", "children_in_household",
         "previous_overdoses", "toxicology", "coroner_stage", "match_status", "created_at",
-        "version",
+        "version", "record_key",
     ]  # fmt: skip
 
     def sql(table: str, cols: list[str]) -> str:
@@ -650,6 +650,7 @@ def _raw_executemany(synthetic: Synthetic, source: Path, batch: int = 5000) -> f
                     row["children_in_household"],
                     int(row["previous_overdoses"]) if row["previous_overdoses"] else None,
                     opt(row["toxicology"]), opt(row["coroner_stage"]), "none", stamp, 1,
+                    secrets.randbelow(256),  # the record key (disclosure control)
                 )
             )  # fmt: skip
             links.extend((i + 1, substances[c]) for c in row["substances"].split(";") if c)
@@ -793,8 +794,9 @@ def _lookups(report: Report, synthetic: Synthetic, count: int) -> None:
     )
 
 
-# A drug alert as coordinators write one (about 1,400 characters over its fields): every word
-# and pair of nearby words is looked up in the name index, so this is the gate's ordinary load.
+# A drug alert as coordinators write one (about 2,000 characters over its fields): every word
+# is looked up in the surname tokens and paired with each surname found, every house number
+# in the address tokens, so this is the identifier detector's ordinary load.
 ALERT_FIELDS = {
     "title": "Blue tablets sold as diazepam contain a potent nitazene",
     "what": "Round blue tablets marked DB sold as diazepam or Valium in Blackpool town centre and "
@@ -814,13 +816,22 @@ ALERT_FIELDS = {
     "check that kits are in date. Hostels: check on residents more often overnight. A&E: "
     "consider a nitazene and a benzodiazepine together when naloxone works only for a short "
     "while; send samples for toxicology. Outreach: share the warning on every shift.",
+    "where": "Reports since 20 November 2026 came from the town centre, the seafront and two "
+    "hostels near the promenade; men aged 30-49 were most affected. Similar tablets were "
+    "found in Preston and Lancaster. White and brown powders sold as heroin are being tested "
+    "there too.",
+    "reporting": "Tell the drug information system about any harm, using the online form or "
+    "the professionals' inbox, quoting the alert number. Samples can go to the drug checking "
+    "service at the hospital laboratory. We will update this alert as results come in, and "
+    "cancel it when the tablets are no longer being seen in the area or anywhere in the region.",
 }
 
 
 def _leak_gate(report: Report, synthetic: Synthetic, runs: int = 10) -> None:
-    """The identifier-leak gate on a 1,400-character alert at this many people: a clean draft
-    (the usual case: every word a lookup, chance index hits decrypted one candidate at a time
-    and rejected), and the same with a stored person's name in it (blocked). Context, no target."""
+    """The identifier-leak gate (the identifier detector) on a 2,000-character alert at this many
+    people: a clean draft (the usual case: every word a token lookup, chance hits decrypted one
+    candidate at a time and rejected), and the same with a stored person's name in it
+    (blocked). Target: 100 ms median for each."""
     from dr_panel.alerts.leakgate import check_fields
     from dr_panel.extensions import db
 
@@ -842,10 +853,10 @@ def _leak_gate(report: Report, synthetic: Synthetic, runs: int = 10) -> None:
         "named_findings": figures["named"][1],
     }
     report.add("leak_gate_clean_ms", f"Leak gate, clean {characters:,}-character alert, median",
-               figures["clean"][0], "ms")
+               figures["clean"][0], "ms", "<= 100")
     report.add("leak_gate_named_ms", "Leak gate, the same naming a stored person, median",
-               figures["named"][0], "ms",
-               note="blocked" if "person_name" in figures["named"][1] else "NOT blocked")
+               figures["named"][0], "ms", "<= 100",
+               note="blocked" if "name" in figures["named"][1] else "NOT blocked")
 
 
 def _persons() -> Any:
@@ -1043,7 +1054,8 @@ def _trend_queries(lead: Any) -> tuple[str, dict[str, Callable[[], Any]]]:
                 break
             calls[key] = lambda q=query: queries.run(q, lead)
         else:
-            return "dr_panel.trends.queries.run for a lead (disclosure control included)", calls
+            return ("dr_panel.trends.queries.run for a lead, with disclosure control on (cell "
+                    "key perturbation, then NHS Digital's rounding)"), calls
     area_id = db.session.scalar(
         text("SELECT id FROM areas WHERE ons_code = :c"), {"c": AREAS[0][0]}
     )
@@ -1133,8 +1145,8 @@ def _trends(report: Report, runs: int) -> None:
     how, calls = _trend_queries(lead)
     duck, duck_sql = _trend_duckdb()
     labels = {
-        "month_group": "Trend query: one area, month x substance group, 3 years",
-        "age_sex": "Trend query: all areas, age band x sex",
+        "month_group": "Trend query, protected: one area, month x substance group, 3 years",
+        "age_sex": "Trend query, protected: all areas, age band x sex",
     }
     facts: dict[str, Any] = {
         "answered_by": how,
@@ -1163,6 +1175,12 @@ def _trends(report: Report, runs: int) -> None:
                        duck_median, "ms")  # fmt: skip
             report.add(f"trend_{key}_ratio", "  ours / DuckDB", median / duck_median, "x")
             facts[key] = {"p95_ms": round(_percentile(ours, 0.95), 2)}
+            table = call()
+            if hasattr(table, "exact"):
+                # Protection was on: a lead's figures, never exact; and the total a cell of its
+                # own, the same however often it is asked.
+                facts[key]["protected"] = not table.exact
+                facts[key]["same_total_twice"] = table.total == call().total
     if how.startswith("SQL"):
         # Same numbers both ways: the pre-aggregated counts against DuckDB's count of the rows.
         for key in calls:

@@ -26,6 +26,7 @@ from dr_panel.keys_cli import keys
 from dr_panel.mail.cli import mail
 from dr_panel.reference import services as reference
 from dr_panel.reference.models import Sector
+from dr_panel.retention.cli import retention_cli
 from dr_panel.reviews.actions import actions_cli
 from dr_panel.reviews.cli import requests
 from dr_panel.trends.cli import trends
@@ -298,6 +299,9 @@ def start(host: str, port: int) -> None:
     from dr_panel.mail.services import add_job, start_worker
 
     add_job(app, deliver_in_worker)  # the alert broadcast goes out from the same worker
+    from dr_panel.retention.services import run_in_worker
+
+    add_job(app, run_in_worker)  # and the retention schedule, once every RETENTION_RUN_HOURS
     worker = start_worker(app)  # delivers every 30 s, and at once when a request queues mail
     try:
         run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
@@ -317,6 +321,7 @@ main.add_command(trends)
 main.add_command(populations_cli)
 main.add_command(alerts_cli)
 main.add_command(signals)
+main.add_command(retention_cli)
 
 
 if __name__ == "__main__":  # pragma: no cover

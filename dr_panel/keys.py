@@ -96,6 +96,8 @@ ENCRYPTED_COLUMNS: tuple[EncryptedColumn, ...] = (
     EncryptedColumn("subscribers", "previous_secret_enc"),
     EncryptedColumn("drug_reports", "content_enc"),
     EncryptedColumn("drug_reports", "reporter_contact_enc"),
+    EncryptedColumn("drug_reports", "held_enc"),
+    EncryptedColumn("outbox_messages", "to_address_enc"),
     EncryptedColumn("assessments", "notes_enc"),
     EncryptedColumn("assessments", "rationale_enc"),
 )
@@ -124,9 +126,14 @@ def _under(spec: EncryptedColumn, kid: str) -> ColumnElement[bool]:
     return _table(spec).c[spec.column].startswith(_prefix(kid), autoescape=True)
 
 
+def _has_value(col: Any) -> ColumnElement[bool]:
+    """NULL, or empty where the retention schedule erased a NOT NULL column, holds no value."""
+    return col.isnot(None) & (col != "")  # type: ignore[no-any-return]
+
+
 def _not_under(spec: EncryptedColumn, kid: str) -> ColumnElement[bool]:
     col = _table(spec).c[spec.column]
-    return col.isnot(None) & not_(_under(spec, kid))
+    return _has_value(col) & not_(_under(spec, kid))
 
 
 def _count(spec: EncryptedColumn, where: ColumnElement[bool]) -> int:
@@ -146,7 +153,7 @@ def usage(kid: str) -> dict[str, int]:
 
 def total_values() -> int:
     return sum(
-        _count(spec, _table(spec).c[spec.column].isnot(None)) for spec in ENCRYPTED_COLUMNS
+        _count(spec, _has_value(_table(spec).c[spec.column])) for spec in ENCRYPTED_COLUMNS
     )
 
 
@@ -337,7 +344,7 @@ def verify(*, progress: Progress | None = None, batch_size: int = 1000) -> Verif
         while True:
             rows = db.session.execute(
                 select(t.c.id, t.c[spec.record_column], col)
-                .where(col.isnot(None), t.c.id > last_id)
+                .where(_has_value(col), t.c.id > last_id)
                 .order_by(t.c.id)
                 .limit(batch_size)
             ).all()

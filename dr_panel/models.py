@@ -15,6 +15,7 @@ from dr_panel.audit.models import AuditEntry, Outcome
 from dr_panel.auth.models import ApiToken, Role, User, UserSession, user_areas
 from dr_panel.cases.models import Case, CaseEvent, Person, Substance, case_substances
 from dr_panel.mail.models import OutboxMessage
+from dr_panel.privacy.models import PersonToken
 from dr_panel.reference.models import Agency, Area, Sector
 from dr_panel.reviews.actions import Action, SafetyPlan
 from dr_panel.reviews.findings import (
@@ -37,4 +38,5 @@ __all__ = [
     "DailyCount", "Population", "TrendCount",
     "Alert", "AlertVersion", "Assessment", "Delivery", "DrugReport", "Signal", "Subscriber",
     "alert_version_areas", "subscriber_areas",
+    "PersonToken",
 ]

@@ -75,6 +75,8 @@ MATRIX: dict[str, Any] = {
     "reviews.action": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER, Role.AGENCY_CONTRIBUTOR}),
     "reviews.safety_plan": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER}),
     "reviews.safety_plans": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER}),
+    # -- retention: the subject-access export (retention/routes.py)
+    "retention.subject_access": frozenset({Role.COORDINATOR}),
     # -- imports (bulk import)
     "imports.upload": frozenset({Role.COORDINATOR}),
     "imports.template": frozenset({Role.COORDINATOR}),

@@ -69,7 +69,9 @@ def test_bench_writes_every_figure_and_never_touches_the_app_database(
     assert "extrapolat" in figures["naive_scan_extrapolated_ms"]["note"]
     # The leak gate passes the clean alert (FRANK's 0300 number included) and blocks the name.
     assert data["leak_gate"]["clean_findings"] == []
-    assert data["leak_gate"]["named_findings"] == ["person_name"]
+    assert data["leak_gate"]["named_findings"] == ["name"]
+    assert data["leak_gate"]["characters"] >= 2000
+    assert figures["leak_gate_clean_ms"]["target"] == "<= 100"
     assert figures["leak_gate_named_ms"]["note"] == "blocked"
     assert data["cases"] == 2000 and data["seed"] == 42
     assert data["intake"]["imported"] == 2000 and data["intake"]["rejected"] == 0

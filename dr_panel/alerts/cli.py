@@ -76,17 +76,19 @@ alerts = alerts_cli  # the same group under its short name
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=500, show_default=True)
 @with_appcontext
 def reindex_names_command(batch_size: int) -> None:
-    """Fill the name blind index (persons.bi_name) the leak gate looks people up by, for people
-    stored before it existed. Resumable: run again after an interruption."""
+    """Fill the blind indexes the identifier detector looks people up by (persons.bi_name and
+    the name and address tokens), for people stored before they existed. In batches, each
+    committed; resumable: run again after an interruption."""
     from dr_panel.alerts.leakgate import names_to_index, reindex_names
 
     total = names_to_index()
     if sys.stdout.isatty() and total:
-        with click.progressbar(length=total, label="Indexing names") as bar:
+        with click.progressbar(length=total, label="Indexing names and addresses") as bar:
             done = reindex_names(batch_size, progress=bar.update)
     else:
         done = reindex_names(batch_size)
-    click.echo(f"Indexed {done} name{'' if done == 1 else 's'}.")
+    click.echo(f"Indexed the names and addresses of {done} "
+               f"{'person' if done == 1 else 'people'}.")
 
 
 # -- broadcast (A3) -----------------------------------------------------------------------------

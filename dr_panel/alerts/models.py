@@ -249,6 +249,16 @@ class DrugReport(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
         str_enum(ItemStatus, 12), nullable=False, default=ItemStatus.NEW
     )
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    # When the retention schedule erased the reporter's contact address, and the free text
+    # (``content_enc`` then holds an empty set of fields) (dr_panel.retention).
+    contact_erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    text_erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Words matching a stored person whom the reporter may not be told about: the report was
+    # accepted as any other, and held for the coordinator with the spans marked
+    # (``dr_panel.alerts.reports``). ``held_enc`` is encrypted JSON of the spans and the matched
+    # people, sealed for every report (an empty list when nothing is held).
+    is_held: Mapped[bool] = mapped_column(default=False, nullable=False)
+    held_enc: Mapped[str | None] = mapped_column(Text)
 
     area: Mapped[Area] = relationship(lazy="joined")
 

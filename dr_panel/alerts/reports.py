@@ -2,11 +2,24 @@
 
 One field list for every door (the signed-in form, the public form, the API), checked by
 ``check_report``. Every text field goes through the identifier-leak gate
-(``dr_panel.alerts.leakgate.check_fields``) before anything is saved: a report that names or
-otherwise identifies someone is refused with the span to remove. What is saved is encrypted all
-the same (a description of someone can identify them without a name): the free text as one JSON
-value in ``content_enc``, and the public reporter's contact address, used only for the
-confirmation, in ``reporter_contact_enc``.
+(``dr_panel.alerts.leakgate.check_fields``) before anything is saved, and what it finds is split
+by ``dr_panel.privacy.visibility.split_findings``:
+
+- What has the shape of an identifier (an NHS-number-like run of digits, a date, a postcode, an
+  address, a phone number, an e-mail address) is refused with the span to remove, with the same
+  message whoever is stored.
+- A match against a stored person is refused in the same way only for a coordinator or panel
+  member whose areas hold a case of that person. For everyone else (the public, partners, leads,
+  colleagues of other areas) refusing it would say that the person is held, so the report is
+  accepted exactly as any other (same page, status, e-mail, audit action, and the same work
+  done) and HELD: ``is_held`` is set and the spans, with the matched people, are kept in
+  ``held_enc`` for the area's coordinators, whose report page marks them.
+
+What is saved is encrypted all the same (a description of someone can identify them without a
+name): the free text as one JSON value in ``content_enc``, the held spans in ``held_enc`` (sealed
+for every report, an empty list when nothing is held), and the public reporter's contact address,
+used only for the confirmation, in ``reporter_contact_enc``; its confirmation is queued with the
+address encrypted in the outbox too (``mail.queue(private_recipient=True)``).
 
 Each report gets a reference ``DC-<year>-<nnnn>``, counting per year of receipt. The reporter gets
 a confirmation e-mail (the reference, never the content), queued in the same transaction.
@@ -24,10 +37,12 @@ from typing import Any
 from sqlalchemy import Integer, cast, func, select
 
 from dr_panel.alerts.models import DrugReport, ItemStatus, ReportSource
+from dr_panel.audit.models import Outcome
 from dr_panel.audit.services import record
 from dr_panel.cases.identity import keys
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
+from dr_panel.privacy.visibility import person_ids_of, split_findings
 from dr_panel.reference.models import Area
 
 # The free-text fields, in the order the forms show them, with their labels and limits.
@@ -67,14 +82,53 @@ class ReportRefused(ValueError):
         self.findings = findings or []
 
 
+def record_refusal(err: ReportRefused, *, by: Any) -> None:
+    """Roll the refused report back; if the leak gate refused it, audit that (the kinds and the
+    fields, never the words) in a transaction of its own."""
+    db.session.rollback()
+    if not err.findings:
+        return
+    record(
+        "drug_report.refused",
+        outcome=Outcome.DENIED,
+        actor=by,
+        actor_label=None if by else "public",
+        details={
+            "why": "identifier",
+            "kinds": sorted({f.kind for f in err.findings}),
+            "fields": sorted({f.field for f in err.findings}),
+        },
+    )
+    db.session.commit()
+
+
 def area_choices() -> list[Area]:
     return list(db.session.scalars(select(Area).order_by(Area.name)))
 
 
-def check_report(data: ReportInput, *, public: bool, today: date | None = None) -> Area:
-    """The area, or ``ReportRefused`` naming every problem (leak-gate findings included)."""
+def _gate(texts: dict[str, str], by: Any, today: date) -> tuple[list[Any], list[Any]]:
+    """``(shown, held)`` findings for this reporter (``by`` None: the public). The patterns of
+    every field are added to what is shown whatever the gate says of stored people, so that a
+    stored person's NHS number or date of birth is refused exactly as a made-up one is."""
     from dr_panel.alerts import leakgate
 
+    present = {k: v for k, v in texts.items() if v}
+    shown, held = split_findings(leakgate.check_fields(present, today=today), by)
+    for key, text in present.items():
+        shown += leakgate.find_patterns(text, key, today=today)
+    order = {key: n for n, key in enumerate(TEXT_FIELDS)}
+    unique = {(f.field, f.start, f.end, f.kind): f for f in shown}
+    ordered = sorted(
+        unique.values(), key=lambda f: (order.get(f.field, 99), f.start, f.end, f.kind)
+    )
+    return ordered, held
+
+
+def check_report(
+    data: ReportInput, *, public: bool, today: date | None = None, by: Any = None
+) -> tuple[Area, list[Any]]:
+    """The area and the findings to hold, or ``ReportRefused`` naming every problem the
+    reporter may be told about (the leak gate's included)."""
     today = today or utcnow().date()
     errors: dict[str, str] = {}
     area = db.session.scalar(select(Area).where(Area.ons_code == (data.area or "").strip()))
@@ -95,7 +149,7 @@ def check_report(data: ReportInput, *, public: bool, today: date | None = None) 
         errors["contact"] = "Signed-in reporters get the confirmation at their account's address."
     elif contact and (len(contact) > 254 or not _EMAIL.match(contact)):
         errors["contact"] = "Give an e-mail address like name@example.org, or leave it empty."
-    findings = leakgate.check_fields({k: v for k, v in texts.items() if v}, today=today)
+    findings, held = _gate(texts, by, today)
     for f in findings:
         errors.setdefault(
             f.field,
@@ -104,7 +158,7 @@ def check_report(data: ReportInput, *, public: bool, today: date | None = None) 
     if errors:
         raise ReportRefused(errors, findings)
     assert area is not None
-    return area
+    return area, held
 
 
 def next_reference(year: int) -> str:
@@ -119,6 +173,74 @@ def next_reference(year: int) -> str:
 
 def _seal(report: DrugReport, column: str, text: str) -> str:
     return keys().encrypt(text, table="drug_reports", column=column, record=str(report.uuid))
+
+
+@dataclass(frozen=True)
+class HeldSpan:
+    """Words of a held report that matched a stored person: where they are, never what they
+    say. Read back by ``held_of``; shaped like a leak-gate finding for ``merged_spans``."""
+
+    field: str
+    start: int
+    end: int
+    kind: str
+    person_ids: frozenset[int] = field(default=frozenset(), repr=False)
+    stored: bool = True
+    message: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "field": self.field,
+            "start": self.start,
+            "end": self.end,
+            "kind": self.kind,
+            "people": sorted(self.person_ids),
+        }
+
+
+def _held_json(held: list[Any]) -> str:
+    spans = [
+        HeldSpan(f.field, f.start, f.end, f.kind, person_ids_of(f)).as_json() for f in held
+    ]
+    return json.dumps(spans, separators=(",", ":"))
+
+
+def held_of(report: DrugReport) -> list[HeldSpan]:
+    """The held spans of a report (decrypted): for coordinators of its area only."""
+    if not report.held_enc:
+        return []
+    raw = keys().decrypt(
+        report.held_enc, table="drug_reports", column="held", record=str(report.uuid)
+    )
+    return [
+        HeldSpan(
+            str(s["field"]), int(s["start"]), int(s["end"]), str(s["kind"]),
+            frozenset(int(p) for p in s.get("people") or ()),
+        )
+        for s in json.loads(raw)
+    ]
+
+
+HELD_NOTE = "These words may identify someone. Do not copy them into an alert."
+HELD_NOTE_VISIBLE = (
+    "These words match a person whose cases you can see. Do not copy them into an alert."
+)
+
+
+def held_for_viewer(report: DrugReport, viewer: Any) -> dict[str, list[HeldSpan]]:
+    """The held spans per field, each with the note ``viewer`` may read: that the words match
+    a person only where ``viewer`` may see one of that person's cases (the same rule as the
+    forms), otherwise only that they may identify someone."""
+    spans = held_of(report)
+    shown, _ = split_findings(spans, viewer)
+    visible = {id(s) for s in shown}
+    out: dict[str, list[HeldSpan]] = {}
+    for s in spans:
+        note = HELD_NOTE_VISIBLE if id(s) in visible else HELD_NOTE
+        out.setdefault(s.field, []).append(
+            HeldSpan(s.field, s.start, s.end, s.kind, s.person_ids, message=note)
+        )
+    return out
 
 
 def content_of(report: DrugReport) -> dict[str, str]:
@@ -136,7 +258,7 @@ def file_report(data: ReportInput, *, by: Any = None, today: date | None = None)
     from dr_panel.mail import services as mail
 
     public = by is None
-    area = check_report(data, public=public, today=today)
+    area, held = check_report(data, public=public, today=today, by=by)
     now = utcnow()
     texts = {k: (data.texts.get(k) or "").strip() for k in TEXT_FIELDS}
     report = DrugReport(
@@ -149,8 +271,11 @@ def file_report(data: ReportInput, *, by: Any = None, today: date | None = None)
         is_urgent=bool(data.is_urgent),
         status=ItemStatus.NEW,
         received_at=now,
+        is_held=bool(held),
     )
     report.content_enc = _seal(report, "content", json.dumps(texts, ensure_ascii=False))
+    # Sealed for every report, held or not: the same work either way.
+    report.held_enc = _seal(report, "held", _held_json(held))
     contact = (data.contact or "").strip() if public else ""
     if contact:
         report.reporter_contact_enc = _seal(report, "reporter_contact", contact)
@@ -167,6 +292,9 @@ def file_report(data: ReportInput, *, by: Any = None, today: date | None = None)
             "source": report.source.value,
             "area": area.ons_code,
             "urgent": report.is_urgent,
+            # How many spans were held for the coordinator, and of what kind; never the words.
+            "held": len(held),
+            "held_kinds": sorted({f.kind for f in held}),
         },
     )
     to = contact or (getattr(by, "email", "") if by else "")
@@ -183,6 +311,7 @@ def file_report(data: ReportInput, *, by: Any = None, today: date | None = None)
             ),
             kind="drug_report.confirmation",
             dedupe_key=f"drug_report:{report.uuid}",
+            private_recipient=public,
         )
     return report
 
@@ -223,9 +352,13 @@ def report_input(data: dict[str, Any]) -> ReportInput:
     )
 
 
-def report_json(report: DrugReport, *, content: bool = False) -> dict[str, Any]:
+def report_json(
+    report: DrugReport, *, content: bool = False, viewer: Any = None
+) -> dict[str, Any]:
     """A report's metadata; with ``content`` (coordinators of the area, audited by the caller)
-    its decrypted text too."""
+    its decrypted text too, and its held spans (character offsets into that text) with the note
+    ``viewer`` may read. Whether a report is held is never in the metadata: the answer to the
+    reporter's own POST is the same for a held report as for any other."""
     body: dict[str, Any] = {
         "uuid": str(report.uuid),
         "reference": report.reference,
@@ -238,4 +371,10 @@ def report_json(report: DrugReport, *, content: bool = False) -> dict[str, Any]:
     }
     if content:
         body["content"] = content_of(report)
+        held = held_for_viewer(report, viewer) if report.is_held else {}
+        body["held"] = [
+            {"field": s.field, "start": s.start, "end": s.end, "note": s.message}
+            for key in TEXT_FIELDS
+            for s in held.get(key, [])
+        ]
     return body

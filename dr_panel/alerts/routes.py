@@ -23,7 +23,9 @@ POST   /report-a-drug-concern                 public; rate-limited per client; h
 Admins have nothing here: reports and signals are the LDIS's work, not system administration.
 Leads approve alerts (drafting) but do not see raw reports or signals. Panel members, agency
 contributors and leads file reports; none of them sees any report afterwards (the confirmation
-page and e-mail give the reference). Opening a report's decrypted content is audited as a view
+page and e-mail give the reference). A report whose words match a stored person the reporter may
+not see is accepted as any other and held (``reports.py``); its coordinators' page marks the
+words. Opening a report's decrypted content is audited as a view
 (``drug_report.viewed``): it is free text a reporter wrote, not an identifier reveal, so no
 reason is asked.
 """
@@ -169,14 +171,20 @@ def reports() -> Any:
 @bp.get("/reports/<uuid>")
 @coordinators
 def report(uuid: str) -> Any:
+    from dr_panel.alerts.leakgate import merged_spans
+
     r = get_or_404(DrugReport, uuid, need="view")
     content = rep.content_of(r)
+    held = rep.held_for_viewer(r, me()) if r.is_held else {}
+    pieces = {key: merged_spans(content[key], held.get(key, [])) for key in rep.TEXT_FIELDS}
     record("drug_report.viewed", actor=me(), object_type="drug_reports", object_uuid=r.uuid)
     db.session.commit()
     return render_template(
         "alerts/reports_detail.html",
         report=r,
         content=content,
+        pieces=pieces,
+        held_fields=[rep.TEXT_FIELDS[k][0].split(" (")[0] for k in rep.TEXT_FIELDS if k in held],
         fields=rep.TEXT_FIELDS,
         **_assessment_context(r, r.received_at),
     )
@@ -236,7 +244,7 @@ def new_report() -> Any:
             try:
                 made = rep.file_report(_report_input(form), by=me())
             except rep.ReportRefused as err:
-                db.session.rollback()
+                rep.record_refusal(err, by=me())
                 extra = _refused(form, err)
                 status = 400
             else:
@@ -284,7 +292,7 @@ def public_report() -> Any:
                     _report_input(form, contact=form.contact.data or ""), by=None
                 )
             except rep.ReportRefused as err:
-                db.session.rollback()
+                rep.record_refusal(err, by=None)
                 extra = _refused(form, err)
                 status = 400
             else:

@@ -859,6 +859,20 @@ def _ldis_schemas() -> dict[str, Any]:
     report["properties"]["content"] = _object(
         {k: {"type": "string"} for k in drug_reports.TEXT_FIELDS}
     )
+    report["properties"]["held"] = {
+        "type": "array",
+        "description": "With 'content': the words of the text that matched a person held in "
+        "dr-panel (the reporter was not told; the report was accepted as any other). Never "
+        "copy them into an alert.",
+        "items": _object(
+            {
+                "field": {"type": "string", "enum": list(drug_reports.TEXT_FIELDS)},
+                "start": {"type": "integer", "minimum": 0},
+                "end": {"type": "integer", "minimum": 0},
+                "note": {"type": "string"},
+            }
+        ),
+    }
     described = {
         "area": "ONS code of the area where it was seen, e.g. E06000009.",
         "seen_on": "When it was seen (YYYY-MM-DD), not in the future.",
@@ -1079,12 +1093,6 @@ def document(
             "reveal",
             {"type": "integer", "enum": [0, 1]},
             "1 to add the person's identifiers; needs a reason.",
-        ),
-        _query(
-            "reason",
-            {"type": "string", "maxLength": api.REASON_MAX},
-            reason_text + f" Prefer the {api.REASON_HEADER} header, which keeps the reason out "
-            "of web server access logs. Give it in one place only.",
         ),
         {
             "name": api.REASON_HEADER,

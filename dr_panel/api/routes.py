@@ -96,6 +96,7 @@ from dr_panel.cases.services import (
 )
 from dr_panel.extensions import csrf, db
 from dr_panel.forms import EmptyForm
+from dr_panel.privacy.reasons import ReasonRefused
 from dr_panel.reference.models import Agency, Area
 from dr_panel.reference.services import all_agencies
 from dr_panel.reviews import actions as act
@@ -244,7 +245,11 @@ def get_case(uuid: str) -> Any:
                 "You do not have access to this",
                 "Your role may see this case but not who the person is.",
             )
-        identity = reveal(case, reason=reason, by=user, via="api")
+        try:
+            identity = reveal(case, reason=reason, by=user, via="api")
+        except ReasonRefused as refused:
+            db.session.commit()  # the refusal's audit entry; nothing was revealed
+            return invalid({"reason": str(refused)}, "Nothing was revealed. " + str(refused))
         db.session.commit()  # the audit entry is safe before a single identifier is sent
         body["identifiers"] = api.identifiers_json(case, identity)
     return jsonify(body)
@@ -563,7 +568,7 @@ def create_report() -> Any:
         report = drug_reports.file_report(drug_reports.report_input(data), by=me())
         db.session.commit()
     except drug_reports.ReportRefused as err:
-        db.session.rollback()
+        drug_reports.record_refusal(err, by=me())
         return invalid(err.errors, NOT_SAVED)
     response = jsonify(drug_reports.report_json(report))
     response.status_code = 201
@@ -578,7 +583,7 @@ def get_report(uuid: str) -> Any:
     from dr_panel.audit.services import record
 
     report = get_or_404(DrugReport, uuid, need="view")
-    body = drug_reports.report_json(report, content=True)
+    body = drug_reports.report_json(report, content=True, viewer=me())
     record("drug_report.viewed", actor=me(), object_type="drug_reports", object_uuid=report.uuid)
     db.session.commit()
     return jsonify(body)

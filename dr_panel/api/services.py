@@ -403,8 +403,9 @@ def case_query(
 
 
 def reveal_request(args: Any, headers: Any) -> tuple[str | None, dict[str, str]]:
-    """``reveal=1`` with a reason (query ``reason`` or the ``X-Reveal-Reason`` header) asks for the
-    identifiers. Returns the reason, None for the pseudonymised view, or the messages."""
+    """``reveal=1`` with a reason in the ``X-Reveal-Reason`` header asks for the identifiers (a
+    ``reason`` in the query is refused: it would be logged). Returns the reason, None for the
+    pseudonymised view, or the messages."""
     errors: dict[str, str] = {}
     for name in args:
         if name not in REVEAL_PARAMS:
@@ -414,16 +415,21 @@ def reveal_request(args: Any, headers: Any) -> tuple[str | None, dict[str, str]]
     reveal = _one(args, "reveal", errors)
     if reveal is not None and reveal not in {"0", "1"}:
         errors["reveal"] = "reveal: give 1 to reveal the identifiers (with a reason), or 0."
+    # A reason in the address would sit in every proxy's and web server's access log, where the
+    # reason check below comes too late to keep an identifier out: the header only.
     in_query = _one(args, "reason", errors)
+    if in_query is not None:
+        errors["reason"] = (
+            f"Send the reason in the {REASON_HEADER} header, not in the address: addresses are "
+            "written to web server logs. Nothing was revealed."
+        )
     in_header = headers.get(REASON_HEADER)
     if in_header is not None:
         try:  # WSGI hands headers over as latin-1; a client sending UTF-8 meant UTF-8
             in_header = in_header.encode("latin-1").decode("utf-8")
         except UnicodeError:
             pass
-    if in_query is not None and in_header is not None:
-        errors["reason"] = f"Give the reason once: in the {REASON_HEADER} header or the query."
-    reason = in_header if in_header is not None else in_query
+    reason = in_header if in_query is None else None
     if reason is not None and len(reason) > REASON_MAX:
         errors["reason"] = f"reason: at most {REASON_MAX} characters."
     elif reason is not None and not storable(reason):
@@ -431,7 +437,7 @@ def reveal_request(args: Any, headers: Any) -> tuple[str | None, dict[str, str]]
     if reveal == "1" and not (reason or "").strip() and "reason" not in errors:
         errors["reason"] = (
             "Say why you need to see who this person is (for example 'preparing the panel "
-            f"review'), in the {REASON_HEADER} header or the reason parameter. Do not put "
+            f"review'), in the {REASON_HEADER} header. Do not put "
             "names or other identifiers in it."
         )
     if reveal != "1" and reason is not None and "reason" not in errors and "reveal" not in errors:

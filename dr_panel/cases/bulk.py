@@ -57,6 +57,8 @@ from dr_panel.cases.services import FIELDS, REQUIRED, Lookups, parse_notificatio
 from dr_panel.crypto import KeyRing
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
+from dr_panel.privacy.models import PersonToken
+from dr_panel.privacy.tokens import person_tokens
 from dr_panel.trends import aggregates as trend_counts
 
 log = logging.getLogger("dr_panel.cases")
@@ -262,11 +264,12 @@ def seal_values(
     person_uuid: uuid_mod.UUID, identity: ident.Identity, ring: KeyRing
 ) -> dict[str, Any]:
     """The encrypted columns and blind indexes of a new person, exactly as ``identity.seal``
-    sets them on a model."""
+    sets them on a model, and (``tokens``) its name and address tokens as ``(kind, token)``."""
     holder = SimpleNamespace(uuid=person_uuid)
-    ident.seal(holder, identity, ring)
+    ident.seal(holder, identity, ring, tokens=False)
     values = vars(holder)
     del values["uuid"]
+    values["tokens"] = person_tokens(identity, ring)
     return values
 
 
@@ -479,6 +482,7 @@ def _prepare(ctx: _Context, src: SourceRow) -> tuple[Any, ...]:
         ctx.persons.row(person),
         ctx.cases.row(case),
         tuple(s.id for s in n.substances),
+        sealed["tokens"],
     )
 
 
@@ -598,6 +602,7 @@ class _Row:
     __slots__ = (
         "number", "_who", "_identity", "case_type", "event_date", "ref_key", "person_row",
         "case_row", "substance_ids", "person", "suggested", "status", "bi_nhs", "bi_name_dob",
+        "tokens",
     )  # fmt: skip
 
     def __init__(self, prepared: tuple[Any, ...]) -> None:
@@ -610,6 +615,7 @@ class _Row:
             self.person_row,
             self.case_row,
             self.substance_ids,
+            self.tokens,  # the person's name and address tokens, if the row creates them
         ) = prepared[5:]
         self._identity: ident.Identity | None = None
         self.bi_nhs: int | None = self.person_row[BI_NHS]
@@ -674,6 +680,9 @@ class Importer:
             dialect, None
         )
         self._links_sql = _Table(case_substances, dialect, ["case_id", "substance_id"], []).sql
+        self._tokens_sql = _Table(
+            PersonToken.__table__, dialect, ["person_id", "kind", "bi"], []
+        ).sql
         # The cases this import wrote, in id order, and the row each came from.
         self._case_ids = array("q")
         self._case_rows = array("q")
@@ -1038,21 +1047,33 @@ class Importer:
         )
         sexes: dict[int, Any] = {}  # of the new persons; apply_bulk reads the others'
         if new_people:
+            # A new person's tokens come with the row that creates it (its first row here).
+            tokens_of: dict[int, list[tuple[str, int]]] = {}
+            for r in rows:
+                if r.person and r.person.id is None:
+                    tokens_of.setdefault(id(r.person), r.tokens)
             stamp = persons.process("created_at", now)
             person_rows = []
+            token_rows = []
             for p, pid in zip(new_people, self._take_ids(persons_t, len(new_people)), strict=True):
+                token_rows += [(pid, kind, bi) for kind, bi in tokens_of.get(id(p), ())]
                 p.id = pid
                 assert p.values is not None
                 person_rows.append((*p.values, pid, stamp))
                 sexes[pid] = p.values[SEX]
                 p.values = None
             conn.exec_driver_sql(persons.sql, person_rows)
+            if token_rows:
+                conn.exec_driver_sql(self._tokens_sql, token_rows)
         stamp = cases.process("created_at", now)
         status = {m: cases.process("match_status", m) for m in MatchStatus}
         by_id = getattr(self.by, "id", None)
         case_rows = []
         links = []
         trend_rows = []
+        # The record key (disclosure control's cell key method), drawn by the column's default
+        # when the row was prepared: the trend counts sum it.
+        key_at = cases.prepared.index("record_key")
         for row, case_id in zip(rows, self._take_ids(cases_t, len(rows)), strict=True):
             case_rows.append(
                 (
@@ -1075,6 +1096,7 @@ class Importer:
                     sexes.get(pid),
                     *[row.case_row[i] for i in TREND_FIELDS],
                     row.substance_ids,
+                    row.case_row[key_at],
                 )
             )
         conn.exec_driver_sql(cases.sql, case_rows)

@@ -167,8 +167,12 @@ def compare(new: Identity, known: Identity) -> str:
 FIELDS = ("name", "dob", "nhs_number", "address", "postcode")
 
 
-def seal(person: object, identity: Identity, ring: KeyRing | None = None) -> None:
-    """Encrypt every identifier onto the person (bound to its UUID) and set its blind indexes."""
+def seal(
+    person: object, identity: Identity, ring: KeyRing | None = None, *, tokens: bool = True
+) -> None:
+    """Encrypt every identifier onto the person (bound to its UUID) and set its blind indexes,
+    and (``tokens``) its name and address tokens for the identifier detector: the bulk path
+    computes those itself (``privacy.tokens.person_tokens``) and writes them in its batches."""
     ring = ring or keys()
     record = str(person.uuid)  # type: ignore[attr-defined]
     values = {
@@ -187,6 +191,13 @@ def seal(person: object, identity: Identity, ring: KeyRing | None = None) -> Non
     person.bi_nhs = nhs_index(identity.nhs_number, ring)  # type: ignore[attr-defined]
     person.bi_name_dob = name_dob_index(identity.full_name, identity.dob, ring)  # type: ignore[attr-defined]
     person.bi_name = name_index(identity.full_name, ring)  # type: ignore[attr-defined]
+    if tokens:
+        from dr_panel.privacy.models import PersonToken  # here: privacy imports this module
+        from dr_panel.privacy.tokens import person_tokens
+
+        person.tokens = [  # type: ignore[attr-defined]
+            PersonToken(kind=kind, bi=bi) for kind, bi in person_tokens(identity, ring)
+        ]
 
 
 def unseal(person: object, ring: KeyRing | None = None) -> Identity:

@@ -31,7 +31,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from dr_panel.dbtypes import PublicIdMixin, UTCDateTime, utcnow
 from dr_panel.extensions import db
+from dr_panel.privacy.models import PersonToken
 from dr_panel.reference.models import Agency, Area
+from dr_panel.trends.disclosure import new_record_key
 
 
 def str_enum(e: type[enum.Enum], length: int = 24) -> Enum:
@@ -253,10 +255,16 @@ class Person(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
     # Folded first and last name: lets the alert leak gate find a stored name in a draft.
     bi_name: Mapped[int | None] = mapped_column(Integer, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    # Set when the retention schedule erased every identifier (``name_enc`` is then empty) and
+    # the free text of their cases (dr_panel.retention); the rule is a RecordKind value.
+    disposed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    disposal_rule: Mapped[str | None] = mapped_column(String(20))
 
     cases: Mapped[list[Case]] = relationship(
         back_populates="person", order_by="Case.event_date", foreign_keys="Case.person_id"
     )
+    # Keyed-HMAC tokens of the name and address parts, for the identifier detector.
+    tokens: Mapped[list[PersonToken]] = relationship(cascade="all, delete-orphan")
 
     def __repr__(self) -> str:
         return f"<Person {self.uuid}>"
@@ -318,6 +326,9 @@ class Case(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
     # Set while the case waits for toxicology or an inquest, and when merged as a duplicate.
     awaiting_until: Mapped[date | None] = mapped_column(Date)
     duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
+    # Random 0..255, drawn once and never changed: the record key of the cell key method that
+    # protects trend figures (dr_panel.trends.disclosure). Never shown to anyone.
+    record_key: Mapped[int] = mapped_column(SmallInteger, nullable=False, default=new_record_key)
 
     area: Mapped[Area] = relationship(lazy="joined")
     notifying_agency: Mapped[Agency | None] = relationship(lazy="joined")

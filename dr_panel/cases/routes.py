@@ -34,6 +34,7 @@ from dr_panel.cases.models import (
 )
 from dr_panel.extensions import db
 from dr_panel.forms import ChoiceField, EmptyForm, GetForm
+from dr_panel.privacy.reasons import ReasonRefused
 from dr_panel.reference.services import all_agencies
 from dr_panel.reviews import routes as reviews_routes
 from dr_panel.reviews.models import InfoRequest
@@ -226,7 +227,12 @@ def reveal_case(uuid: str) -> Any:
     form = RevealForm()
     if not form.validate_on_submit():
         return _render_case(case, reveal_form=form, status=400)
-    who = services.reveal(case, reason=form.reason.data, by=me(), via="page")
+    try:
+        who = services.reveal(case, reason=form.reason.data, by=me(), via="page")
+    except ReasonRefused as refused:
+        db.session.commit()  # the refusal's audit entry; nothing was revealed
+        form.reason.errors = [str(refused)]
+        return _render_case(case, reveal_form=form, status=400)
     suggested = (
         services.ident.unseal(case.suggested_person) if case.suggested_person is not None else None
     )

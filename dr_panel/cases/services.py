@@ -551,13 +551,31 @@ def decide_match(case: Case, *, confirm: bool, by: Any) -> None:
 
 
 def reveal(case: Case, *, reason: str, by: Any, via: str = "page") -> ident.Identity:
-    """Who the person is, for this one view. The caller has checked ``can_reveal``."""
+    """Who the person is, for this one view. The caller has checked ``can_reveal``.
+
+    The reason goes to the append-only audit log, so it is checked for identifiers first
+    (``dr_panel.privacy.reasons``): one that carries an identifier raises ``ReasonRefused``
+    after a refusal entry (without the reason) is added; the caller commits either way."""
+    from dr_panel.privacy.reasons import ReasonRefused, checked_reason
+
+    try:
+        stored = checked_reason(reason, user=by)
+    except ReasonRefused as refused:
+        record(
+            "case.reveal",
+            outcome=Outcome.DENIED,
+            actor=by,
+            object_type="cases",
+            object_uuid=case.uuid,
+            details={"via": via, "why": "identifier in reason", "kinds": refused.kinds},
+        )
+        raise
     record(
         "case.reveal",
         actor=by,
         object_type="cases",
         object_uuid=case.uuid,
-        reason=reason.strip(),
+        reason=stored,
         details={"via": via},
     )
     return ident.unseal(case.person)

@@ -69,6 +69,6 @@ def outbox_command(unsent: bool, limit: int) -> None:
         else:
             status = "due" if services.is_due(m, now) else f"from {_when(m.not_before)}"
         click.echo(
-            f"{m.uuid!s:36}  {m.kind:18} {m.to_address:32} {_when(m.created_at):16}  "
+            f"{m.uuid!s:36}  {m.kind:18} {m.recipient_label:32} {_when(m.created_at):16}  "
             f"{m.attempts:>5}  {status:44} {m.subject}"
         )

@@ -16,7 +16,11 @@ class OutboxMessage(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
     __tablename__ = "outbox_messages"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    to_address: Mapped[str] = mapped_column(String(254), nullable=False)
+    # A recipient whose address is itself personal data (a public reporter) is kept only
+    # encrypted, bound to this message, in ``to_address_enc``, and erased once sent; its
+    # ``to_address`` is NULL. Staff and subscribers' work addresses stay in ``to_address``.
+    to_address: Mapped[str | None] = mapped_column(String(254))
+    to_address_enc: Mapped[str | None] = mapped_column(Text)
     subject: Mapped[str] = mapped_column(String(200), nullable=False)
     body_text: Mapped[str] = mapped_column(Text, nullable=False)
     body_html: Mapped[str | None] = mapped_column(Text)
@@ -28,6 +32,16 @@ class OutboxMessage(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     last_error: Mapped[str | None] = mapped_column(String(200))
+
+    @property
+    def is_private_recipient(self) -> bool:
+        """Sent, or to be sent, to a public reporter: the address is never shown."""
+        return self.to_address is None
+
+    @property
+    def recipient_label(self) -> str:
+        """The recipient as lists and logs may show it."""
+        return "(a public reporter)" if self.to_address is None else self.to_address
 
     def __repr__(self) -> str:
         return f"<OutboxMessage {self.uuid} {self.kind} sent={self.sent_at is not None}>"

@@ -29,6 +29,7 @@ import re
 import secrets
 import smtplib
 import threading
+import uuid as uuid_mod
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -39,7 +40,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from dr_panel.cases.identity import nhs_number_problem, normalise_postcode
+from dr_panel.crypto import DecryptionError, KeyRing
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
 from dr_panel.mail.models import OutboxMessage
@@ -50,6 +51,8 @@ from dr_panel.mail.transports import (
     build_message,
     transport_from_config,
 )
+from dr_panel.privacy.detector import allowed_contacts, pattern_hits
+from dr_panel.privacy.patterns import DOB_YEARS
 
 log = logging.getLogger("dr_panel.mail")
 
@@ -76,92 +79,53 @@ PER_MESSAGE_ERRORS = (
 class IdentifierInMail(ValueError):
     """A message would carry an identifier. The message names what kind, never the value."""
 
-    def __init__(self, kind: str, where: str) -> None:
-        self.kind = kind
+    def __init__(self, kinds: list[str] | str, where: str) -> None:
+        self.kinds = [kinds] if isinstance(kinds, str) else list(kinds)
+        self.kind = self.kinds[0]
         self.where = where
         super().__init__(
-            f"Refused to queue an e-mail: its {where} contains {kind}. E-mails carry links to "
-            "the page, never identifiers."
+            f"Refused to queue an e-mail: its {where} contains {' and '.join(self.kinds)}. "
+            "E-mails carry links to the page, never identifiers."
         )
 
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
-_SEP = r"(?:[^\S\r\n]|[-\u2010-\u2013])?"  # one space (any width) or dash, within a line
-# Zero-width, so every start position is tried: a run of digits before an NHS number cannot
-# swallow part of it.
-_TEN_DIGITS = re.compile(rf"(?<!\d)(?=(\d(?:{_SEP}\d){{9}})(?!\d))")
-# Not inside a token: "_" and "-" join the parts of URL-safe tokens, "#" starts a colour (#ab12cd).
-_POSTCODE = re.compile(
-    r"(?<![\w#-])[A-Za-z]{1,2}[0-9][A-Za-z0-9]?[^\S\r\n]?[0-9][A-Za-z]{2}(?![\w-])"
-)
-_DMY = re.compile(r"(?<!\d)(\d{1,2})([/.-])(\d{1,2})\2(\d{4})(?!\d)")
-_DMY_SHORT = re.compile(r"(?<![\d/])(\d{1,2})/(\d{1,2})/(\d{2})(?![\d/])")
-_YMD = re.compile(r"(?<!\d)(\d{4})([/.-])(\d{1,2})\2(\d{1,2})(?!\d)")
-_MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
-_MONTHS = {name: n for n, name in enumerate(_MONTH_NAMES, start=1)}
-_MONTH = rf"({'|'.join(_MONTH_NAMES)})[a-z]*\.?"
-_ORDINAL = r"(?:st|nd|rd|th)?"
-_WRITTEN_DMY = re.compile(rf"(?<!\d)(\d{{1,2}}){_ORDINAL}\s+{_MONTH},?\s+(\d{{4}})(?!\d)", re.I)
-_WRITTEN_MDY = re.compile(rf"\b{_MONTH}\s+(\d{{1,2}}){_ORDINAL},?\s+(\d{{4}})(?!\d)", re.I)
-_EMAIL = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
 _TAG = re.compile(r"<[^>]*>")
 # A written date this many years back or more reads as a date of birth, not a due date.
-WRITTEN_DATE_YEARS = 10
+WRITTEN_DATE_YEARS = DOB_YEARS
+# What a refusal says each kind of identifier is: never the value, no digit but in the example.
+_NUMERIC_DATE = (
+    "a full date written in numbers, which may be a date of birth (write due dates in words, "
+    "like 3 March 2026)"
+)
+_KIND_WORDS = {
+    "nhs_number": "an NHS number",
+    "postcode": "a postcode",
+    "email": "an e-mail address other than the recipient's",
+    "phone": "a personal phone number",
+    "address": "a home address",
+    "name": "a person's name",
+}
 
 
-def _is_date(year: int, month: int, day: int) -> bool:
-    try:
-        date(year, month, day)
-    except ValueError:
-        return False
-    return True
-
-
-def _has_numeric_date(text: str) -> bool:
-    for m in _DMY.finditer(text):
-        a, b, y = int(m.group(1)), int(m.group(3)), int(m.group(4))
-        if _is_date(y, b, a) or _is_date(y, a, b):  # day first, or the American order
-            return True
-    for m in _DMY_SHORT.finditer(text):
-        a, b, y = int(m.group(1)), int(m.group(2)), 2000 + int(m.group(3))
-        if _is_date(y, b, a) or _is_date(y, a, b):
-            return True
-    return any(
-        _is_date(int(m.group(1)), int(m.group(3)), int(m.group(4))) for m in _YMD.finditer(text)
-    )
-
-
-def _has_old_written_date(text: str, today: date) -> bool:
-    limit = today.year - WRITTEN_DATE_YEARS
-    for m in _WRITTEN_DMY.finditer(text):
-        day, month, year = int(m.group(1)), _MONTHS[m.group(2)[:3].lower()], int(m.group(3))
-        if year <= limit and _is_date(year, month, day):
-            return True
-    for m in _WRITTEN_MDY.finditer(text):
-        month, day, year = _MONTHS[m.group(1)[:3].lower()], int(m.group(2)), int(m.group(3))
-        if year <= limit and _is_date(year, month, day):
-            return True
-    return False
-
-
-def _problem(text: str, allowed_addresses: set[str], today: date) -> str | None:
-    for m in _TEN_DIGITS.finditer(text):
-        if nhs_number_problem(m.group(1)) is None:
-            return "an NHS number"
-    for m in _POSTCODE.finditer(text):
-        if normalise_postcode(m.group(0)):
-            return "a postcode"
-    if _has_numeric_date(text):
-        return (
-            "a full date written in numbers, which may be a date of birth (write due dates "
-            "in words, like 3 March 2026)"
-        )
-    if _has_old_written_date(text, today):
-        return f"a date more than {WRITTEN_DATE_YEARS} years ago, which may be a date of birth"
-    for m in _EMAIL.finditer(text):
-        if m.group(0).casefold() not in allowed_addresses:
-            return "an e-mail address other than the recipient's"
-    return None
+def _problems(text: str, allowed_addresses: set[str], today: date) -> list[str]:
+    """Every kind of identifier in ``text``, in words, through the identifier detector's
+    pattern layer (``dr_panel.privacy``): the same shapes the alert leak gate refuses, read
+    through look-alike letters and any separators, and every date written in numbers."""
+    allowed = allowed_contacts() | frozenset(allowed_addresses)
+    kinds: list[str] = []
+    for hit in pattern_hits(text, today=today, allowed=allowed, any_numeric_date=True):
+        if hit.kind == "date_of_birth":
+            words = (
+                _NUMERIC_DATE if hit.form in ("numeric", "short")
+                else f"a date more than {WRITTEN_DATE_YEARS} years ago, which may be a date of "
+                "birth"
+            )  # fmt: skip
+        else:
+            words = _KIND_WORDS[hit.kind]
+        if words not in kinds:
+            kinds.append(words)
+    return kinds
 
 
 def _views(text: str, *, is_html: bool) -> list[str]:
@@ -180,10 +144,12 @@ def check_no_identifiers(
 ) -> None:
     """Raise ``IdentifierInMail`` if the message would carry an identifier.
 
-    A backstop, not a licence: it finds NHS numbers (10 digits passing the modulus-11 check,
-    spaced or not), full UK postcodes, full dates in numbers (dd/mm/yyyy, yyyy-mm-dd...), written
-    dates ten or more years ago, and any e-mail address but the recipient's (and the sender's).
-    It cannot recognise a name: messages are built from templates that link to the record."""
+    A backstop, not a licence: the identifier detector's patterns (NHS numbers, postcodes,
+    phone numbers but services' and allowed ones, house numbers with a street, a title with a
+    name, dates of birth), any full date written in numbers, and any e-mail address but the
+    recipient's, the sender's and the allowed contacts. Each part is read as written,
+    URL-decoded and, for HTML, as visible text. It cannot recognise a bare name: messages are
+    built from templates that link to the record."""
     allowed = {a.casefold() for a in (recipient, _sender_address()) if a}
     today = utcnow().date()
     parts: list[tuple[str, str | None, bool]] = [
@@ -194,10 +160,11 @@ def check_no_identifiers(
     for where, value, is_html in parts:
         if not value:
             continue
+        kinds: list[str] = []
         for view in _views(value, is_html=is_html):
-            kind = _problem(view, allowed, today)
-            if kind:
-                raise IdentifierInMail(kind, where)
+            kinds += [k for k in _problems(view, allowed, today) if k not in kinds]
+        if kinds:
+            raise IdentifierInMail(kinds, where)
 
 
 def _sender_address() -> str | None:
@@ -230,10 +197,16 @@ def queue(
     html: str | None = None,
     kind: str,
     dedupe_key: str | None = None,
+    private_recipient: bool = False,
 ) -> OutboxMessage | None:
     """Add a message to the current transaction; the caller commits (or rolls back, and the
     message is gone with the change that caused it). A ``dedupe_key`` already queued, sent or
-    not, makes this a no-op that returns None."""
+    not, makes this a no-op that returns None.
+
+    ``private_recipient``: the address is itself personal data (a member of the public who left
+    it for a confirmation). It is kept only encrypted, bound to this message, erased once the
+    server has accepted the message, and never listed, logged or written by the folder
+    transport."""
     _check_header("recipient", to, 254)
     if address_of(to) != to.strip() or "@" not in to:
         raise ValueError("An e-mail's recipient must be a bare address, like name@example.org.")
@@ -251,7 +224,8 @@ def queue(
         if exists is not None:
             return None
     message = OutboxMessage(
-        to_address=to.strip(),
+        uuid=uuid_mod.uuid4(),
+        to_address=None if private_recipient else to.strip(),
         subject=subject,
         body_text=text,
         body_html=html,
@@ -261,6 +235,10 @@ def queue(
         not_before=utcnow(),
         attempts=0,
     )
+    if private_recipient:
+        message.to_address_enc = _keyring().encrypt(
+            to.strip(), table="outbox_messages", column="to_address", record=str(message.uuid)
+        )
     if dedupe_key is not None and session.get_bind().dialect.name == "postgresql":
         # Two transactions queuing the same key at once: the second waits for the first on the
         # unique index, then finds it; the savepoint keeps the rest of its transaction intact.
@@ -375,27 +353,30 @@ def _deliver(app: Flask, limit: int) -> DeliveryReport:
                     break
                 last_id = message.id
                 try:
+                    to = recipient_of(message, app)
                     if transport is None:
                         transport = transport_from_config(app.config, app.instance_path)
                     transport.send(
                         build_message(
                             uuid=str(message.uuid),
                             sender=sender,
-                            to=message.to_address,
+                            to=to,
                             subject=message.subject,
                             text=message.body_text,
                             html=message.body_html,
-                        )
+                        ),
+                        private_to=message.is_private_recipient,
                     )
                 except Exception as err:  # recorded, retried
                     _record_failure(session, message, err)
                     failed += 1
-                    if isinstance(err, PER_MESSAGE_ERRORS):
+                    if isinstance(err, (*PER_MESSAGE_ERRORS, DecryptionError)):
                         continue
                     # Unreachable server, TLS, login, settings: the rest would fail the same
                     # way. They keep their place for the next run.
                     break
                 message.sent_at = utcnow()
+                message.to_address_enc = None  # a public reporter's address: gone once sent
                 _commit_sent(session, message)
                 sent += 1
                 log.info("mail %s (%s) sent", message.uuid, message.kind)
@@ -412,6 +393,28 @@ def _deliver(app: Flask, limit: int) -> DeliveryReport:
                 except Exception as err:
                     log.warning("closing the mail transport failed (%s)", type(err).__name__)
     return DeliveryReport(sent=sent, failed=failed, remaining=int(remaining or 0))
+
+
+def _keyring() -> KeyRing:
+    return current_app.extensions["dr_panel.keys"]  # type: ignore[no-any-return]
+
+
+def recipient_of(message: OutboxMessage, app: Flask | None = None) -> str:
+    """The address to send to: in clear, or a private recipient's, decrypted for this send only
+    (``DecryptionError`` if its key is gone)."""
+    if message.to_address is not None:
+        return message.to_address
+    if message.to_address_enc is None:
+        raise DecryptionError("This message's private recipient was already erased.")
+    ring = (app or current_app).extensions["dr_panel.keys"]
+    return str(
+        ring.decrypt(
+            message.to_address_enc,
+            table="outbox_messages",
+            column="to_address",
+            record=str(message.uuid),
+        )
+    )
 
 
 def _commit_sent(session: Session, message: OutboxMessage) -> None:

@@ -1,5 +1,10 @@
 """How a message leaves: written to a folder (the embedded default, for development and tests)
-or relayed over SMTP. A transport is opened once per delivery run and closed at its end."""
+or relayed over SMTP. A transport is opened once per delivery run and closed at its end.
+
+The folder transport is a development stand-in for a mail server, not a mail store: it writes
+what would have been sent, but a message to a private recipient (a public reporter, whose address
+the outbox keeps only encrypted) is written with the recipient withheld, so the address never
+lands in a file in clear."""
 
 from __future__ import annotations
 
@@ -22,8 +27,12 @@ class MailConfigError(RuntimeError):
     """The mail settings cannot work; the message says which setting to fix."""
 
 
+# The To header the folder transport writes for a private recipient: an RFC 5322 empty group.
+WITHHELD_TO = "A public reporter:;"
+
+
 class Transport(Protocol):
-    def send(self, message: EmailMessage) -> None: ...
+    def send(self, message: EmailMessage, *, private_to: bool = False) -> None: ...
 
     def send_raw(self, sender: str, to: str, data: bytes, message_id: str) -> None: ...
 
@@ -70,7 +79,11 @@ class FolderTransport:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    def send(self, message: EmailMessage) -> None:
+    def send(self, message: EmailMessage, *, private_to: bool = False) -> None:
+        """Write the message; with ``private_to`` its To is replaced by ``WITHHELD_TO``."""
+        if private_to:
+            del message["To"]
+            message["To"] = WITHHELD_TO
         self._write(str(message["Message-ID"]), message.as_bytes())
 
     def _write(self, message_id: str, data: bytes) -> None:
@@ -156,7 +169,9 @@ class SmtpTransport:
             raise
         return smtp
 
-    def send(self, message: EmailMessage) -> None:
+    def send(self, message: EmailMessage, *, private_to: bool = False) -> None:
+        """Relay the message; a private recipient goes to the server as any other (the relay
+        needs the address), ``private_to`` only matters to the folder transport."""
         if self._smtp is None:
             self._smtp = self._connect()
         try:

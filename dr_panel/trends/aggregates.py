@@ -34,6 +34,12 @@ substance dimensions are multi-valued: a case mentioning two substances counts u
 counts by substance sum to more than the number of cases), groups are deduplicated, and a case
 with no substance counts as "none". In ``daily_counts`` a case counts once under "*" and once
 under each distinct substance group it mentions.
+
+Every ``trend_counts`` row also sums the record keys (``Case.record_key``) of the cases it
+counts (``key_sum``): a sum over rows is then the key sum of exactly the cases summed, whichever
+rows were summed, which is what makes disclosure control consistent
+(``dr_panel.trends.disclosure``). The cube's counts and key sums travel as two ``Rows`` with the
+same keys (``cube``, ``key_sums``); ``daily_counts`` (for coordinators' spike detection) has none.
 """
 
 from __future__ import annotations
@@ -93,7 +99,7 @@ trend_t = TrendCount.__table__
 daily_t = DailyCount.__table__
 
 # A case's facts: (id, area_id, event_date, case_type, status, sex, age_band, setting,
-# treatment_status, nfo_outcome); plain values or enums, as read.
+# treatment_status, nfo_outcome, record_key); plain values or enums, as read.
 FACT_COLUMNS = (
     cases_t.c.id,
     cases_t.c.area_id,
@@ -105,8 +111,9 @@ FACT_COLUMNS = (
     cases_t.c.setting,
     cases_t.c.treatment_status,
     cases_t.c.nfo_outcome,
+    cases_t.c.record_key,
 )
-Profile = tuple[int, date, str, tuple[tuple[str, ...], ...]]  # area, day, type, values
+Profile = tuple[int, date, str, tuple[tuple[str, ...], ...], int]  # area, day, type, values, key
 Rows = Counter[tuple[Any, ...]]  # table key -> count
 
 
@@ -129,10 +136,11 @@ def profile(
     setting: Any,
     treatment_status: Any,
     nfo_outcome: Any,
+    record_key: int | None,
     substances: Iterable[tuple[str, str]],
 ) -> Profile | None:
-    """What the counts need of one case: its key and its values per dimension (in ``ORDER``);
-    None for a case that is not counted (a merged duplicate)."""
+    """What the counts need of one case: its key, its values per dimension (in ``ORDER``) and
+    its record key; None for a case that is not counted (a merged duplicate)."""
     if _text(status) == DUPLICATE:
         return None
     ctype = _text(case_type)
@@ -147,32 +155,35 @@ def profile(
         "substance_group": groups,
         "treatment_status": (_text(treatment_status) or UNKNOWN,),
     }
-    return (area_id, _day(event_date), ctype, tuple(by_name[d] for d in ORDER))  # type: ignore[return-value]
+    return (area_id, _day(event_date), ctype, tuple(by_name[d] for d in ORDER),  # type: ignore[return-value]
+            int(record_key or 0))
 
 
-def _expand(profiles: Counter[Profile]) -> tuple[Rows, Rows]:
+def _expand(profiles: Counter[Profile]) -> tuple[Rows, Rows, Rows]:
     """The rows of both tables for some cases, from their profiles (each with its number of
     cases): (area_id, month, case_type, dim_a, val_a, dim_b, val_b) and (area_id, day,
-    case_type, substance_group)."""
+    case_type, substance_group); then the cube's key sums, keyed as the cube."""
     cube: Counter[tuple[Any, ...]] = Counter()
     daily: Counter[tuple[Any, ...]] = Counter()
-    for (area_id, day, ctype, values), m in profiles.items():
+    key_sums: Counter[tuple[Any, ...]] = Counter()
+    for (area_id, day, ctype, values, record_key), m in profiles.items():
         if not m:
             continue
         prefix = (area_id, day.replace(day=1), ctype)
-        cube[(*prefix, "", "", "", "")] += m
+        rows = [(*prefix, "", "", "", "")]
         for d, vals in zip(ORDER, values, strict=True):
-            for v in vals:
-                cube[(*prefix, d, v, "", "")] += m
+            rows.extend((*prefix, d, v, "", "") for v in vals)
         for i, j in PAIRS:
             da, db_ = ORDER[i], ORDER[j]
             for va in values[i]:
-                for vb in values[j]:
-                    cube[(*prefix, da, va, db_, vb)] += m
+                rows.extend((*prefix, da, va, db_, vb) for vb in values[j])
+        for row in rows:
+            cube[row] += m
+            key_sums[row] += m * record_key
         daily[(area_id, day, ctype, ALL_SUBSTANCES)] += m
         for g in values[SUBSTANCE_GROUP]:
             daily[(area_id, day, ctype, g)] += m
-    return cube, daily
+    return cube, daily, key_sums
 
 
 def contribution(case_row: Sequence[Any]) -> Counter[tuple[Any, ...]]:
@@ -201,6 +212,7 @@ class Tally:
         self._dates: dict[Any, tuple[date, date]] = {}
         self.k: list[int] = []
         self.d: list[int] = []
+        self.rk: list[int] = []  # record keys, one per case
         self.cols: dict[int, list[int]] = {i: [] for i in self.SINGLE}
         # Exploded: (case, substance), (case, group), (case, substance, group).
         self.s_row: list[int] = []
@@ -226,9 +238,10 @@ class Tally:
         nfo_outcome: Any,
         codes: tuple[str, ...],
         groups: tuple[str, ...],
+        record_key: int = 0,
     ) -> None:
         """One counted case (the caller leaves out merged duplicates); ``codes`` and ``groups``
-        sorted and deduplicated, ("none",) for no substance."""
+        sorted and deduplicated, ("none",) for no substance; ``record_key`` its record key."""
         dates = self._dates.get(event_date)
         if dates is None:
             day = _day(event_date)
@@ -238,6 +251,7 @@ class Tally:
         keys, days = self._keys, self._days
         self.k.append(keys.setdefault((area_id, dates[1], ctype), len(keys)))
         self.d.append(days.setdefault((area_id, dates[0], ctype), len(days)))
+        self.rk.append(int(record_key or 0))
         c, cols = self._codes, self.cols
         v = age_band or UNKNOWN
         cols[0].append(c[0].setdefault(v, len(c[0])))
@@ -276,9 +290,11 @@ class Tally:
             self.sg_g.extend(grps)
 
     def _count(
-        self, key: Any, parts: list[tuple[int, Any]], n_keys: int
-    ) -> Iterator[tuple[int, list[int], int]]:
-        """(key number, value codes, count) for every combination that occurs."""
+        self, key: Any, parts: list[tuple[int, Any]], n_keys: int, weights: Any = None
+    ) -> Iterator[tuple[int, list[int], int, int]]:
+        """(key number, value codes, count, sum of ``weights``) for every combination that
+        occurs (the sum 0 without weights). Weights are record keys, summed as float64: exact
+        to 2**53, some 35 billion billion cases."""
         sizes = [max(1, len(self._codes[dim])) for dim, _ in parts]
         code = key.astype(np.int64)
         bins = n_keys
@@ -289,8 +305,12 @@ class Tally:
             counts = np.bincount(code, minlength=bins)
             found = np.flatnonzero(counts)
             counts = counts[found]
+            sums = (np.bincount(code, weights=weights, minlength=bins)[found]
+                    if weights is not None else np.zeros(len(found)))
         else:
-            found, counts = np.unique(code, return_counts=True)
+            found, inverse, counts = np.unique(code, return_inverse=True, return_counts=True)
+            sums = (np.bincount(inverse, weights=weights, minlength=len(found))
+                    if weights is not None else np.zeros(len(found)))
         decoded = []
         rest = found
         for size in reversed(sizes):
@@ -298,17 +318,22 @@ class Tally:
             rest = rest // size
         decoded.reverse()
         columns = [d.tolist() for d in decoded]
-        for idx, (k, n) in enumerate(zip(rest.tolist(), counts.tolist(), strict=True)):
-            yield k, [col[idx] for col in columns], n
+        for idx, (k, n, w) in enumerate(
+            zip(rest.tolist(), counts.tolist(), sums.astype(np.int64).tolist(), strict=True)
+        ):
+            yield k, [col[idx] for col in columns], n, w
 
-    def rows(self) -> tuple[Rows, Rows]:
+    def rows(self) -> tuple[Rows, Rows, Rows]:
+        """(cube, daily, key sums), as ``_expand`` gives them."""
         cube: Rows = Counter()
         daily: Rows = Counter()
+        key_sums: Rows = Counter()
         if not self.k:
-            return cube, daily
+            return cube, daily, key_sums
         names = [list(codes) for codes in self._codes]  # code -> value, per dimension
         prefix, n_keys = list(self._keys), len(self._keys)
         k = np.array(self.k, dtype=np.int64)
+        rk = np.array(self.rk, dtype=np.float64)
         cols = {i: np.array(v, dtype=np.int64) for i, v in self.cols.items()}
         s_row, g_row, sg_row = (np.array(x, dtype=np.int64) for x in (self.s_row, self.g_row,
                                                                        self.sg_row))  # fmt: skip
@@ -316,38 +341,40 @@ class Tally:
             np.array(x, dtype=np.int64) for x in (self.s_val, self.g_val, self.sg_s, self.sg_g)
         )
 
-        def put(key: Any, parts: list[tuple[int, Any]]) -> None:
+        def put(key: Any, parts: list[tuple[int, Any]], weights: Any) -> None:
             dims = [ORDER[dim] for dim, _ in parts]
-            for kn, values, n in self._count(key, parts, n_keys):
+            for kn, values, n, w in self._count(key, parts, n_keys, weights):
                 named = [names[dim][v] for (dim, _), v in zip(parts, values, strict=True)]
                 if len(dims) == 2:
-                    cube[(*prefix[kn], dims[0], named[0], dims[1], named[1])] += n
+                    row = (*prefix[kn], dims[0], named[0], dims[1], named[1])
                 elif dims:
-                    cube[(*prefix[kn], dims[0], named[0], "", "")] += n
+                    row = (*prefix[kn], dims[0], named[0], "", "")
                 else:
-                    cube[(*prefix[kn], "", "", "", "")] += n
+                    row = (*prefix[kn], "", "", "", "")
+                cube[row] += n
+                key_sums[row] += w
 
-        put(k, [])
+        put(k, [], rk)
         for i in self.SINGLE:
-            put(k, [(i, cols[i])])
+            put(k, [(i, cols[i])], rk)
         for i, j in PAIRS:
             if i in cols and j in cols:
-                put(k, [(i, cols[i]), (j, cols[j])])
+                put(k, [(i, cols[i]), (j, cols[j])], rk)
         for m, rows, vals in ((SUBSTANCE, s_row, s_val), (SUBSTANCE_GROUP, g_row, g_val)):
-            ks = k[rows]
-            put(ks, [(m, vals)])
+            ks, rks = k[rows], rk[rows]
+            put(ks, [(m, vals)], rks)
             for i in self.SINGLE:
                 other = (i, cols[i][rows])
-                put(ks, [other, (m, vals)] if i < m else [(m, vals), other])
-        put(k[sg_row], [(SUBSTANCE, sg_s), (SUBSTANCE_GROUP, sg_g)])
+                put(ks, [other, (m, vals)] if i < m else [(m, vals), other], rks)
+        put(k[sg_row], [(SUBSTANCE, sg_s), (SUBSTANCE_GROUP, sg_g)], rk[sg_row])
 
         day_prefix, n_days = list(self._days), len(self._days)
         d = np.array(self.d, dtype=np.int64)
-        for dn, _, n in self._count(d, [], n_days):
+        for dn, _, n, _ in self._count(d, [], n_days):
             daily[(*day_prefix[dn], ALL_SUBSTANCES)] += n
-        for dn, (g,), n in self._count(d[g_row], [(SUBSTANCE_GROUP, g_val)], n_days):
+        for dn, (g,), n, _ in self._count(d[g_row], [(SUBSTANCE_GROUP, g_val)], n_days):
             daily[(*day_prefix[dn], names[SUBSTANCE_GROUP][g])] += n
-        return cube, daily
+        return cube, daily, key_sums
 
 
 def substance_values(subs: Iterable[tuple[str, str]]) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -408,44 +435,70 @@ class _Writer:
         mark = "?" if dialect.paramstyle == "qmark" else "%s"
         q = dialect.identifier_preparer.quote
         self.sql: dict[str, tuple[str, str, str]] = {}
-        for table, keys in ((trend_t, TREND_KEY), (daily_t, DAILY_KEY)):
+        for table, keys, values in (
+            (trend_t, TREND_KEY, ("n", "key_sum")),
+            (daily_t, DAILY_KEY, ("n",)),
+        ):
             name = dialect.identifier_preparer.format_table(table)
-            cols = ", ".join(q(k) for k in keys)
-            marks = ", ".join([mark] * (len(keys) + 1))
+            cols = ", ".join(q(k) for k in (*keys, *values))
+            conflict = ", ".join(q(k) for k in keys)
+            marks = ", ".join([mark] * (len(keys) + len(values)))
             where = " AND ".join(f"{q(k)} = {mark}" for k in keys)
+            add = ", ".join(f"{v} = {name}.{v} + excluded.{v}" for v in values)
             # Names from the models only; every value is a parameter.
             self.sql[table.name] = (
-                f"INSERT INTO {name} ({cols}, n) VALUES ({marks}) "  # noqa: S608
-                f"ON CONFLICT ({cols}) DO UPDATE SET n = {name}.n + excluded.n",
-                f"INSERT INTO {name} ({cols}, n) VALUES ({marks})",  # noqa: S608
+                f"INSERT INTO {name} ({cols}) VALUES ({marks}) "  # noqa: S608
+                f"ON CONFLICT ({conflict}) DO UPDATE SET {add}",
+                f"INSERT INTO {name} ({cols}) VALUES ({marks})",  # noqa: S608
                 f"DELETE FROM {name} WHERE {where} AND n <= 0",  # noqa: S608
             )
 
-    def _params(self, items: Iterable[tuple[tuple[Any, ...], int]]) -> list[tuple[Any, ...]]:
-        """(key..., n) rows for the driver: the date converted once per distinct date."""
+    def _params(
+        self, items: Iterable[tuple[tuple[Any, ...], tuple[int, ...]]]
+    ) -> list[tuple[Any, ...]]:
+        """(key..., values...) rows for the driver: the date converted once per distinct date."""
         if self.date is None:
-            return [(*k, n) for k, n in items]
+            return [(*k, *v) for k, v in items]
         converted: dict[date, Any] = {}
         out = []
-        for k, n in items:
+        for k, v in items:
             d = converted.get(k[1])
             if d is None:
                 d = converted[k[1]] = self.date(k[1])
-            out.append((k[0], d, *k[2:], n))
+            out.append((k[0], d, *k[2:], *v))
         return out
 
-    def add(self, table: str, counts: Rows, *, fresh: bool = False, ordered: bool = True) -> None:
-        """Add signed counts. ``ordered``: keys sorted, so that concurrent writers lock rows
-        in one order (the bulk importer holds a lock on cases and skips it); ``fresh``: the
-        table is empty, plain inserts."""
+    def add(
+        self,
+        table: str,
+        counts: Rows,
+        key_sums: Rows | None = None,
+        *,
+        fresh: bool = False,
+        ordered: bool = True,
+    ) -> None:
+        """Add signed counts (and, for ``trend_counts``, key sums keyed alike). ``ordered``:
+        keys sorted, so that concurrent writers lock rows in one order (the bulk importer holds
+        a lock on cases and skips it); ``fresh``: the table is empty, plain inserts."""
         upsert, insert, delete = self.sql[table]
-        items = [(k, n) for k, n in counts.items() if n]
+        items: list[tuple[tuple[Any, ...], tuple[int, ...]]]
+        if table == trend_t.name:
+            sums = key_sums if key_sums is not None else Counter()
+            # A row whose count is unchanged may still change its key sum (one case left it
+            # and another joined it in the same flush).
+            items = [(k, (counts[k], sums[k])) for k in counts.keys() | sums.keys()
+                     if counts[k] or sums[k]]
+        else:
+            items = [(k, (n,)) for k, n in counts.items() if n]
         if not items:
             return
         if ordered:
             items.sort()
         self.conn.exec_driver_sql(insert if fresh else upsert, self._params(items))
-        gone = [row[:-1] for row in self._params((k, n) for k, n in items if n < 0)]
+        gone = [
+            row[: -len(v)] for row, (_, v) in zip(self._params(items), items, strict=True)
+            if v[0] < 0
+        ]
         if gone:
             self.conn.exec_driver_sql(delete, gone)
 
@@ -457,9 +510,9 @@ def _apply(conn: Connection, plus: Counter[Profile], minus: Counter[Profile] | N
     delta = Counter({p: m for p, m in delta.items() if m})
     if not delta:
         return
-    cube, daily = _expand(delta)
+    cube, daily, key_sums = _expand(delta)
     writer = _Writer(conn)
-    writer.add(trend_t.name, cube)
+    writer.add(trend_t.name, cube, key_sums)
     writer.add(daily_t.name, daily)
 
 
@@ -478,9 +531,9 @@ class BulkCounts:
 
     def add(self, rows: Iterable[Sequence[Any]]) -> int:
         """Each row: (person_id, sex or None, area_id, event_date, case_type, status,
-        age_band, setting, treatment_status, nfo_outcome, substance ids), values as Python
-        objects or as already converted for the driver. A missing sex is read from the person
-        (already written). Returns the number of cases counted."""
+        age_band, setting, treatment_status, nfo_outcome, substance ids, record key), values
+        as Python objects or as already converted for the driver. A missing sex is read from
+        the person (already written). Returns the number of cases counted."""
         rows = list(rows)
         if not rows:
             return 0
@@ -505,7 +558,9 @@ class BulkCounts:
             }
         names, by_ids, tally = self._names, self._by_ids, self.tally
         before = len(tally)
-        for person_id, sex, area_id, day, ctype, status, band, setting, treat, outcome, ids in rows:
+        for (
+            person_id, sex, area_id, day, ctype, status, band, setting, treat, outcome, ids, key,
+        ) in rows:  # fmt: skip
             if _text(status) == DUPLICATE:
                 continue
             values = by_ids.get(ids)
@@ -521,6 +576,7 @@ class BulkCounts:
                 treat,
                 outcome,
                 *values,
+                key,
             )
         added = len(tally) - before
         self.counted += added
@@ -532,10 +588,10 @@ class BulkCounts:
         """Upsert what has been added since the last flush."""
         if not len(self.tally):
             return
-        cube, daily = self.tally.rows()
+        cube, daily, key_sums = self.tally.rows()
         self.tally = Tally()
         writer = _Writer(db.session.connection())
-        writer.add(trend_t.name, cube, ordered=False)
+        writer.add(trend_t.name, cube, key_sums, ordered=False)
         writer.add(daily_t.name, daily, ordered=False)
 
 
@@ -549,13 +605,15 @@ def apply_bulk(rows: Iterable[Sequence[Any]]) -> int:
 
 def count_all(
     progress: Callable[[int], None] | None = None, *, batch: int = 20_000
-) -> tuple[int, Rows, Rows]:
+) -> tuple[int, Rows, Rows, Rows]:
     """A fresh count of every case, read in batches of ``batch`` cases: (cases counted,
-    trend_counts rows, daily_counts rows). ``progress(n)`` after every ``n`` cases read."""
+    trend_counts rows, daily_counts rows, trend_counts key sums). ``progress(n)`` after every
+    ``n`` cases read."""
     conn = db.session.connection()
     tally = Tally()
     cube: Rows = Counter()
     daily: Rows = Counter()
+    key_sums: Rows = Counter()
     counted = last = 0
     # Enum columns read as their stored text: no enum objects for a million rows.
     facts = (
@@ -579,50 +637,55 @@ def count_all(
         subs: dict[int, list[tuple[str, str]]] = {}
         for case_id, code, group in conn.execute(subs_stmt, {"lo": rows[0][0], "hi": rows[-1][0]}):
             subs.setdefault(case_id, []).append((code, group))
-        for case_id, area_id, day, ctype, status, sex, band, setting, treat, outcome in rows:
+        for case_id, area_id, day, ctype, status, sex, band, setting, treat, outcome, key in rows:
             if status == DUPLICATE:
                 continue
             tally.add(
                 area_id, day, ctype, sex, band, setting, treat, outcome,
-                *substance_values(subs.get(case_id, ())),
+                *substance_values(subs.get(case_id, ())), key,
             )  # fmt: skip
         last = rows[-1][0]
         if len(tally) >= FLUSH_CASES:  # bounded memory, however many cases
             counted += len(tally)
-            part_cube, part_daily = tally.rows()
+            part_cube, part_daily, part_keys = tally.rows()
             cube.update(part_cube)
             daily.update(part_daily)
+            key_sums.update(part_keys)
             tally = Tally()
         if progress is not None:
             progress(len(rows))
-    part_cube, part_daily = tally.rows()
+    part_cube, part_daily, part_keys = tally.rows()
     cube.update(part_cube)
     daily.update(part_daily)
-    return counted + len(tally), cube, daily
+    key_sums.update(part_keys)
+    return counted + len(tally), cube, daily, key_sums
 
 
-def stored() -> tuple[Rows, Rows]:
-    """Both tables as they are, keyed as ``count_all`` keys them."""
+def stored() -> tuple[Rows, Rows, Rows]:
+    """Both tables as they are, keyed as ``count_all`` keys them (cube, daily, key sums)."""
     trend_cols = [trend_t.c[k] for k in TREND_KEY]
     daily_cols = [daily_t.c[k] for k in DAILY_KEY]
-    cube = Counter(
-        {tuple(r[:-1]): r[-1] for r in db.session.execute(select(*trend_cols, trend_t.c.n))}
-    )
+    cube: Rows = Counter()
+    key_sums: Rows = Counter()
+    for *k, n, ks in db.session.execute(select(*trend_cols, trend_t.c.n, trend_t.c.key_sum)):
+        cube[tuple(k)] = n
+        if ks:
+            key_sums[tuple(k)] = ks
     daily = Counter(
         {tuple(r[:-1]): r[-1] for r in db.session.execute(select(*daily_cols, daily_t.c.n))}
     )
-    return cube, daily
+    return cube, daily, key_sums
 
 
 def rebuild(progress: Callable[[int], None] | None = None) -> int:
     """Recount both tables from the cases, in the session's transaction (the caller commits).
     Returns the number of cases counted (merged duplicates are read but not counted)."""
-    counted, cube, daily = count_all(progress)
+    counted, cube, daily, key_sums = count_all(progress)
     conn = db.session.connection()
     conn.execute(trend_t.delete())
     conn.execute(daily_t.delete())
     writer = _Writer(conn)
-    writer.add(trend_t.name, cube, fresh=True, ordered=False)
+    writer.add(trend_t.name, cube, key_sums, fresh=True, ordered=False)
     writer.add(daily_t.name, daily, fresh=True, ordered=False)
     log.info(
         "trend counts rebuilt: %d cases, %d rows, %d daily rows", counted, len(cube), len(daily)

@@ -50,10 +50,14 @@ def verify() -> None:
     with click.progressbar(
         length=aggregates.case_count(), label="Counting cases", file=sys.stderr
     ) as bar:
-        counted, cube, daily = aggregates.count_all(progress=bar.update)
-    have_cube, have_daily = aggregates.stored()
+        counted, cube, daily, key_sums = aggregates.count_all(progress=bar.update)
+    have_cube, have_daily, have_keys = aggregates.stored()
     db.session.rollback()
-    wrong = sum(1 for k in cube.keys() | have_cube.keys() if cube[k] != have_cube[k])
+    # A row is wrong if its count or its key sum (disclosure control's cell keys) differ.
+    wrong = sum(
+        1 for k in cube.keys() | have_cube.keys()
+        if cube[k] != have_cube[k] or key_sums[k] != have_keys[k]
+    )
     wrong_daily = sum(1 for k in daily.keys() | have_daily.keys() if daily[k] != have_daily[k])
     if wrong or wrong_daily:
         raise click.ClickException(

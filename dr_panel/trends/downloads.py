@@ -220,6 +220,5 @@ def extract() -> Any:
         k=ex.extract_k(),
         columns=ex.COLUMNS,
         levels=ex.LEVELS,
-        max_share=int(ex.MAX_SUPPRESSED_SHARE * 100),
         has_areas=bool(areas),
     ), status

@@ -4,21 +4,47 @@ What is in a row, and what never is:
 
 - no identifier (name, date of birth, NHS number, address, postcode, case reference or UUID) and
   no free text: only coded fields;
-- quasi-identifiers, generalised step by step until the extract is k-anonymous
-  (k = ``EXTRACT_K``, 5 by default): month of event -> quarter -> year -> suppressed; age band ->
-  wider band -> suppressed; sex -> (female, male, other or unknown) -> suppressed; postcode
-  district -> area only -> suppressed. Generalisation is global (every row at the same level),
-  chosen greedily: each step raises the one quasi-identifier that leaves the fewest rows in
-  classes smaller than k. It stops once at most ``MAX_SUPPRESSED_SHARE`` of the rows are left in
-  small classes (or nothing can be raised further); those rows are then removed (suppressed) and
-  reported, with the level each quasi-identifier reached;
+- every field an acquaintance could know is a quasi-identifier: period, area and postcode
+  district, age band, sex, case type, setting, the substances (as a set), the overdose's outcome
+  and treatment status. The file is k-anonymous over all of them together: any combination of
+  their values in the file is shared by at least k rows, so someone who knows all of that about
+  one event still finds k rows that could be it;
+- to get there the fields are recoded locally (``dr_panel.trends.recoding``: Mondrian-style
+  partitioning over the hierarchies in ``HIERARCHIES``), not for the whole file at once. The
+  events are first cut into blocks by area, year and quarter, as far as each block keeps k
+  events (an area's quiet quarters are shown together as their year, so its busy quarters keep
+  their label); then each block is refined by case type, age, sex, substances, setting,
+  treatment status, outcome, month and postcode district, in the order of the weights, as far
+  as k allows. A busy area keeps its months and districts; a quiet one gives up detail only
+  where it must. On the demo data about 87-92% of rows keep a quarter (or month) and an area,
+  whatever the day the demo is loaded;
+- route and whether naloxone was given are kept as recorded; they are not quasi-identifiers (an
+  acquaintance rarely knows them), and they are what the file is for;
 - a pseudonymous person id: HMAC-SHA256 of the person's internal id under a random salt made for
   this extract and never stored, so it links one person's events within the extract but cannot be
   linked across two extracts (or back to the person by anyone, us included).
 
-Duplicates (cases merged as the same event) are not counted. Substances, setting and the other
-coded fields are kept as they are (they are the point of the extract); a rare substance in a small
-area can still narrow things down, which is why the file is for named recipients and audited.
+**k is never below the aggregate rule's threshold.** The trends pages show counts of 1-7 as
+``*`` (``DISCLOSURE_SUPPRESS_BELOW``, 8). A class of 5-7 alike rows would state such a count
+exactly, so the extract's k is ``max(EXTRACT_K, DISCLOSURE_SUPPRESS_BELOW)``: 8 by default.
+The other answer, releasing a random sample, would make the file useless for national returns
+(which need every death) and, redrawn on every request, could be averaged away; raising k costs
+only detail, which local recoding keeps where the data allow.
+
+**Suppression** happens only when fewer than k events match the request: nothing can then be
+released. The file and its metadata never state how many events there were: with nothing
+suppressed the rows are all there is; with everything suppressed the metadata says "fewer than
+k", the same as the aggregate rule's ``*``. Every extract is audited with its exact figures
+(``exports.export_extract``), which only the audit log holds.
+
+**What this does not cover** (why the file is for named recipients, and audited): a file of
+rows is a file of exact counts of 8 or more (its rows), so it does not carry the trends pages'
+rounding; two extracts over overlapping areas or months can be differenced (their row counts
+give the events in the difference, however few); and an acquaintance who knows several of one
+person's events may single out that person's pseudonymous id, and so the events of theirs they
+did not know. k-anonymity holds per row, not per person.
+
+Duplicates (cases merged as the same event) are not counted.
 """
 
 from __future__ import annotations
@@ -28,7 +54,7 @@ import hmac
 import secrets
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -39,20 +65,43 @@ from dr_panel.cases.models import Case, CaseStatus, CaseType, Person, Substance,
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
 from dr_panel.reference.models import Area
+from dr_panel.trends import disclosure, recoding
 
-SUPPRESSED = "*"
-# At most this share of the rows may be removed before a coarser level is tried instead.
-MAX_SUPPRESSED_SHARE = 0.05
+SUPPRESSED = "*"  # a field given up entirely: any value within the extract
 
-# The quasi-identifiers and their ladders, finest first. The order breaks ties: time is given up
-# before place, place before age, age before sex.
-QUASI_IDENTIFIERS = ("period", "place", "age_band", "sex")
-LEVELS: dict[str, tuple[str, ...]] = {
-    "period": ("month", "quarter", "year", "suppressed"),
-    "place": ("postcode district", "area", "suppressed"),
-    "age_band": ("age band", "wider age band (under 25, 25-44, 45-64, 65+)", "suppressed"),
-    "sex": ("as recorded", "female, male, other or unknown", "suppressed"),
+
+@dataclass(frozen=True)
+class Hierarchy:
+    """One quasi-identifier's generalisation ladder. ``levels`` name each level, coarsest first
+    (level 0 is always "*"); ``weights[d]`` is what specialising from level d to d + 1 is worth
+    to the file's users: higher weights are kept first."""
+
+    levels: tuple[str, ...]
+    weights: tuple[float, ...]
+
+
+# The weights put period (to the quarter) and area first, as national returns need them, then
+# case type; a month or a postcode district is worth less than a usable age band or sex.
+HIERARCHIES: dict[str, Hierarchy] = {
+    "period": Hierarchy(("all", "year", "quarter", "month"), (100, 90, 20)),
+    "place": Hierarchy(("all", "area", "postcode district"), (105, 30)),
+    "case_type": Hierarchy(("all", "case type"), (80,)),
+    "age_band": Hierarchy(("all", "wider age band", "age band"), (60, 25)),
+    "sex": Hierarchy(("all", "female, male, other or unknown", "as recorded"), (50, 5)),
+    "substances": Hierarchy(
+        ("all", "any opioid or no opioid", "substance groups", "substances"), (45, 40, 20)
+    ),
+    "setting": Hierarchy(("all", "setting group", "setting"), (35, 15)),
+    "treatment_status": Hierarchy(("all", "treatment group", "treatment status"), (35, 15)),
+    "nfo_outcome": Hierarchy(("all", "outcome group", "outcome"), (30, 10)),
 }
+QUASI_IDENTIFIERS = tuple(HIERARCHIES)
+# The first phase cuts the events into blocks by area and quarter (as far as each has k events);
+# the other fields are then refined within each block. See recoding.partition.
+FIRST = {"place": 1, "period": 2}
+# Kept for the page: each quasi-identifier's ladder, finest first.
+LEVELS: dict[str, tuple[str, ...]] = {q: h.levels[::-1] for q, h in HIERARCHIES.items()}
+
 WIDER_AGE = {
     "under 18": "under 25",
     "18-24": "under 25",
@@ -63,6 +112,22 @@ WIDER_AGE = {
     "65+": "65+",
     "unknown": "unknown",
 }
+# Groups are written out as their members joined by "/", so a reader (or a program) can tell
+# what a grouped value covers without a look-up table.
+SETTING_GROUPS = ("home/hostel", "street/other", "custody/hospital/prison")
+TREATMENT_GROUPS = ("in_treatment/left_6m", "previously/never", "unknown")
+OUTCOME_GROUPS = (
+    "not_applicable",
+    "conveyed",
+    "treated_at_scene/refused_conveyance/self_discharged",
+    "other/unknown",
+)
+SEX_GROUPS = ("female", "male", "other/unknown")
+
+
+def _group(value: str, groups: Sequence[str]) -> str:
+    return next((g for g in groups if value in g.split("/")), value)
+
 
 # The columns of the file, in order, with what each holds (for the metadata sheet).
 COLUMNS: dict[str, str] = {
@@ -70,20 +135,41 @@ COLUMNS: dict[str, str] = {
         "Pseudonymous person id: links one person's events within this extract only; a new "
         "extract gives new ids."
     ),
-    "case_type": "death (suspected drug-related death) or nfo (non-fatal overdose).",
-    "period": "When the event happened: month (YYYY-MM), quarter (YYYY-Qn) or year, or *.",
-    "area": "ONS code of the area the case belongs to, or * where suppressed.",
-    "postcode_district": "Outward code of the person's postcode, unknown, or * where generalised.",
-    "age_band": "Age band at the event (or a wider band), unknown, or *.",
-    "sex": "Sex as recorded (or grouped), or *.",
-    "setting": "Where it happened (home, hostel, street, custody, hospital, prison, other).",
-    "route": "Route of use.",
-    "substances": "Suspected substance codes, separated by ';' (none if none recorded).",
-    "naloxone_given": "yes, no or unknown.",
-    "nfo_outcome": "For overdoses: outcome; not_applicable for deaths.",
-    "treatment_status": "Known to treatment at the time of the event.",
+    "case_type": "death (suspected drug-related death) or nfo (non-fatal overdose), or *.",
+    "period": (
+        "When the event happened: month (YYYY-MM), quarter (YYYY-Qn) or year (YYYY), or *. "
+        "Rows of one year may mix levels: a year's quiet quarters together are shown as the "
+        "year, beside its busier quarters."
+    ),
+    "area": "ONS code of the area the case belongs to, or *.",
+    "postcode_district": "Outward code of the person's postcode, unknown, or *.",
+    "age_band": "Age band at the event, a wider band (under 25, 25-44, 45-64, 65+), unknown, or *.",
+    "sex": "Sex as recorded, other/unknown together, or *.",
+    "setting": (
+        "Where it happened (home, hostel, street, custody, hospital, prison, other), a group "
+        "written as its members (home/hostel, street/other, custody/hospital/prison), or *."
+    ),
+    "route": "Route of use, as recorded.",
+    "substances": (
+        "Suspected substance codes separated by ';' (none if none recorded); or their groups "
+        "(groups:opioids;stimulants, groups:none); or 'any opioid' / 'no opioid'; or *."
+    ),
+    "naloxone_given": "yes, no or unknown, as recorded.",
+    "nfo_outcome": (
+        "For overdoses: outcome, or a group written as its members "
+        "(treated_at_scene/refused_conveyance/self_discharged, other/unknown); "
+        "not_applicable for deaths; or *."
+    ),
+    "treatment_status": (
+        "Known to treatment at the time of the event, or a group (in_treatment/left_6m, "
+        "previously/never), or *."
+    ),
 }
-QUASI_COLUMNS = ("period", "area", "postcode_district", "age_band", "sex")
+# The file's columns that hold quasi-identifiers (place is two columns).
+QUASI_COLUMNS = (
+    "period", "area", "postcode_district", "age_band", "sex", "case_type", "setting",
+    "substances", "nfo_outcome", "treatment_status",
+)
 
 
 class ExtractError(ValueError):
@@ -100,22 +186,24 @@ class ExtractRequest:
 
 @dataclass
 class Extract:
-    """A k-anonymous extract and its report. Rows hold no identifier and no free text."""
+    """A k-anonymous extract and its report. Rows hold no identifier and no free text.
+    ``events`` and ``suppressed`` are exact: for the audit log only, never for the file."""
 
     request: ExtractRequest
     k: int
     rows: list[dict[str, str]]
-    events: int  # counted events before suppression
-    suppressed: int  # rows removed because their class stayed smaller than k
-    levels: dict[str, int]
+    events: int
+    suppressed: int
+    # per quasi-identifier, how many rows sit at each level (level name -> rows)
+    levels: dict[str, dict[str, int]]
     generated_at: datetime = field(default_factory=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<Extract k={self.k} rows={len(self.rows)}>"
 
     @property
     def columns(self) -> list[str]:
         return list(COLUMNS)
-
-    def level_names(self) -> dict[str, str]:
-        return {q: LEVELS[q][lvl] for q, lvl in self.levels.items()}
 
     def describes(self) -> str:
         kinds = {"death": "suspected drug-related death", "nfo": "non-fatal overdose"}
@@ -126,21 +214,63 @@ class Extract:
             f"{self.request.date_from:%d %B %Y} to {self.request.date_to:%d %B %Y}."
         )
 
-    def report(self) -> str:
+    def suppression(self) -> str:
+        """What was left out, in words that give no exact count (see the module docstring)."""
+        if self.events == 0:
+            return "none: no event matched"
+        if self.rows:
+            return "none: every matching event is in the file"
         return (
-            f"{self.events} events; {self.suppressed} suppressed because they stayed in a group "
-            f"of fewer than {self.k} rows alike in {', '.join(QUASI_COLUMNS)}; "
-            f"{len(self.rows)} rows in the file. Generalisation reached: "
-            + "; ".join(f"{q.replace('_', ' ')}: {name}" for q, name in self.level_names().items())
-            + "."
+            f"all: fewer than {self.k} events matched, too few to be {self.k}-anonymous, so "
+            "none can be released"
         )
+
+    def detail_kept(self) -> str:
+        """Per field, the share of rows at each level (percentages of the rows in the file)."""
+        if not self.rows:
+            return "no rows"
+        total = len(self.rows)
+        parts = []
+        for q, hierarchy in HIERARCHIES.items():
+            shares = ", ".join(
+                f"{name} {100 * self.levels[q].get(name, 0) / total:.0f}%"
+                for name in reversed(hierarchy.levels)
+                if self.levels[q].get(name)
+            )
+            parts.append(f"{q.replace('_', ' ')}: {shares}")
+        return "; ".join(parts) + "."
+
+
+def utility(ext: Extract) -> dict[str, float]:
+    """Shares of the matching events whose row keeps each kind of detail, and the share
+    suppressed: the figures quoted for the extract's usefulness (tests and README)."""
+    if ext.events == 0:
+        return {}
+    rows = ext.rows
+
+    def share(test: Any) -> float:
+        return sum(1 for r in rows if test(r)) / ext.events
+
+    def fine(r: dict[str, str]) -> bool:
+        return len(r["period"]) == 7  # YYYY-MM or YYYY-Qn
+
+    return {
+        "month": share(lambda r: len(r["period"]) == 7 and "Q" not in r["period"]),
+        "quarter or finer": share(fine),
+        "area": share(lambda r: r["area"] != SUPPRESSED),
+        "postcode district": share(lambda r: r["postcode_district"] != SUPPRESSED),
+        "quarter or finer and area": share(lambda r: fine(r) and r["area"] != SUPPRESSED),
+        "suppressed": ext.suppressed / ext.events,
+    }
 
 
 # -- building ---------------------------------------------------------------------------------
 
 
 def extract_k() -> int:
-    return max(1, int(current_app.config.get("EXTRACT_K", 5)))
+    """The k in force: ``EXTRACT_K``, never below the aggregate rule's threshold (module doc)."""
+    configured = int(current_app.config.get("EXTRACT_K", 5))
+    return max(1, configured, disclosure.suppress_below())
 
 
 def allowed_areas(user: Any) -> list[Area]:
@@ -152,7 +282,7 @@ def allowed_areas(user: Any) -> list[Area]:
 
 
 def build(req: ExtractRequest, user: Any) -> Extract:
-    """Read the events, generalise, suppress. Does not audit: ``exports.export_extract`` does,
+    """Read the events, recode, suppress. Does not audit: ``exports.export_extract`` does,
     when the file is written."""
     if user.role not in ("lead", "coordinator"):
         raise ExtractError("Only leads and coordinators can make an extract.")
@@ -165,9 +295,23 @@ def build(req: ExtractRequest, user: Any) -> Extract:
     if unknown:
         raise ExtractError("Choose only from your own areas (the ones listed).")
     area_ids = {mine[c].id: c for c in req.area_codes}
-    k = extract_k()
+    if not disclosure.exact_for(user, area_ids):
+        req = whole_years(req)
+    groups = {code: group for code, group in db.session.execute(
+        select(Substance.code, Substance.group)
+    )}
     records = list(_records(req, area_ids))
-    return _anonymise(req, records, k)
+    return anonymise(req, records, extract_k(), groups)
+
+
+def whole_years(req: ExtractRequest) -> ExtractRequest:
+    """The request widened to whole calendar years, as the trends pages' grid does for leads:
+    two extracts over overlapping runs of months could otherwise be subtracted, row by row, to
+    single out the events of one month (fewer than k of them, with more detail than any file
+    shows). Whole years are periods of the grid, so the difference of two is whole years too."""
+    return replace(
+        req, date_from=date(req.date_from.year, 1, 1), date_to=date(req.date_to.year, 12, 31)
+    )
 
 
 def _records(req: ExtractRequest, area_codes: dict[int, str]) -> Iterable[dict[str, Any]]:
@@ -197,6 +341,7 @@ def _records(req: ExtractRequest, area_codes: dict[int, str]) -> Iterable[dict[s
         )
         .join(Person, Person.id == Case.person_id)
         .where(*conditions)
+        .order_by(Case.id)
     )
     substances: dict[int, list[str]] = defaultdict(list)
     sub_stmt = (
@@ -238,93 +383,87 @@ def _pseudonym(salt: bytes, person_id: int) -> str:
 # -- generalisation ---------------------------------------------------------------------------
 
 
-def generalise(record: dict[str, Any], levels: dict[str, int]) -> dict[str, str]:
-    """The record's quasi-identifiers at the given levels (see LEVELS)."""
+def paths(record: dict[str, Any], groups: dict[str, str]) -> tuple[recoding.Path, ...]:
+    """The record's value at every level of every hierarchy, coarsest first, in the order of
+    ``QUASI_IDENTIFIERS``. ``groups``: substance code -> substance group."""
     d: date = record["event_date"]
-    period = (
-        f"{d.year}-{d.month:02d}",
-        f"{d.year}-Q{(d.month - 1) // 3 + 1}",
-        f"{d.year}",
-        SUPPRESSED,
-    )[levels["period"]]
-    place_level = levels["place"]
-    area = record["area"] if place_level < 2 else SUPPRESSED
-    district = record["postcode_district"] if place_level == 0 else SUPPRESSED
+    area, district = record["area"], record["postcode_district"]
     band = record["age_band"]
-    age = (band, WIDER_AGE.get(band, "unknown"), SUPPRESSED)[levels["age_band"]]
     sex = record["sex"]
-    sex_out = (
-        sex,
-        sex if sex in ("female", "male") else "other or unknown",
-        SUPPRESSED,
-    )[levels["sex"]]
+    codes = [] if record["substances"] == "none" else record["substances"].split(";")
+    in_groups = sorted({groups.get(c, "other") for c in codes})
+    setting, treatment, outcome = (
+        record["setting"], record["treatment_status"], record["nfo_outcome"]
+    )
+    by_field: dict[str, recoding.Path] = {
+        "period": (SUPPRESSED, f"{d.year}", f"{d.year}-Q{(d.month - 1) // 3 + 1}",
+                   f"{d.year}-{d.month:02d}"),
+        # district within area: the same outward code in two areas is two values
+        "place": (SUPPRESSED, area, f"{area}\t{district}"),
+        "case_type": (SUPPRESSED, record["case_type"]),
+        "age_band": (SUPPRESSED, WIDER_AGE.get(band, "unknown"), band),
+        "sex": (SUPPRESSED, _group(sex, SEX_GROUPS), sex),
+        "substances": (
+            SUPPRESSED,
+            "any opioid" if "opioids" in in_groups else "no opioid",
+            "groups:" + (";".join(in_groups) or "none"),
+            record["substances"],
+        ),
+        "setting": (SUPPRESSED, _group(setting, SETTING_GROUPS), setting),
+        "treatment_status": (SUPPRESSED, _group(treatment, TREATMENT_GROUPS), treatment),
+        "nfo_outcome": (SUPPRESSED, _group(outcome, OUTCOME_GROUPS), outcome),
+    }
+    return tuple(by_field[q] for q in QUASI_IDENTIFIERS)
+
+
+def _shown(path: tuple[recoding.Path, ...], depths: Sequence[int]) -> dict[str, str]:
+    """The file's quasi-identifier columns for one record at the given levels."""
+    at = {q: path[i][depths[i]] for i, q in enumerate(QUASI_IDENTIFIERS)}
+    place_depth = depths[QUASI_IDENTIFIERS.index("place")]
+    area_district = path[QUASI_IDENTIFIERS.index("place")]
     return {
-        "period": period,
-        "area": area,
-        "postcode_district": district,
-        "age_band": age,
-        "sex": sex_out,
+        "period": at["period"],
+        "area": area_district[1] if place_depth >= 1 else SUPPRESSED,
+        "postcode_district": (
+            area_district[2].split("\t", 1)[1] if place_depth >= 2 else SUPPRESSED
+        ),
+        "age_band": at["age_band"],
+        "sex": at["sex"],
+        "case_type": at["case_type"],
+        "setting": at["setting"],
+        "substances": at["substances"],
+        "nfo_outcome": at["nfo_outcome"],
+        "treatment_status": at["treatment_status"],
     }
 
 
-def _ladders(record: dict[str, Any]) -> dict[str, tuple[tuple[str, ...], ...]]:
-    """Each quasi-identifier's values at every level, worked out once per record."""
-    out = {}
-    for q in QUASI_IDENTIFIERS:
-        steps = []
-        for level in range(len(LEVELS[q])):
-            g = generalise(record, {**dict.fromkeys(QUASI_IDENTIFIERS, 0), q: level})
-            steps.append(
-                (g["area"], g["postcode_district"]) if q == "place" else (g[q],)
-            )
-        out[q] = tuple(steps)
-    return out
-
-
-def _rows_in_small_classes(
-    ladders: Sequence[dict[str, tuple[tuple[str, ...], ...]]], levels: dict[str, int], k: int
-) -> int:
-    sizes = Counter(
-        tuple(v for q in QUASI_IDENTIFIERS for v in lad[q][levels[q]]) for lad in ladders
+def anonymise(
+    req: ExtractRequest, records: list[dict[str, Any]], k: int, groups: dict[str, str]
+) -> Extract:
+    """Recode the records into classes of at least k (``recoding.partition``) and write the
+    rows; below k records nothing is released."""
+    all_paths = [paths(r, groups) for r in records]
+    weights = [HIERARCHIES[q].weights for q in QUASI_IDENTIFIERS]
+    classes, suppressed = recoding.partition(
+        all_paths, weights, k, [FIRST.get(q, 0) for q in QUASI_IDENTIFIERS]
     )
-    return sum(n for n in sizes.values() if n < k)
-
-
-def choose_levels(records: Sequence[dict[str, Any]], k: int) -> dict[str, int]:
-    """Greedy global recoding: raise one quasi-identifier a step at a time, the one that leaves
-    the fewest rows in classes smaller than k, until few enough are left to suppress."""
-    ladders = [_ladders(r) for r in records]
-    levels = dict.fromkeys(QUASI_IDENTIFIERS, 0)
-    budget = int(len(records) * MAX_SUPPRESSED_SHARE)
-    small = _rows_in_small_classes(ladders, levels, k)
-    while small > budget:
-        options = []
-        for q in QUASI_IDENTIFIERS:
-            if levels[q] + 1 < len(LEVELS[q]):
-                trial = {**levels, q: levels[q] + 1}
-                options.append((_rows_in_small_classes(ladders, trial, k), trial))
-        if not options:
-            break
-        small, levels = min(options, key=lambda o: o[0])  # min keeps the first of equals
-    return levels
-
-
-def _anonymise(req: ExtractRequest, records: list[dict[str, Any]], k: int) -> Extract:
-    levels = choose_levels(records, k)
+    levels: dict[str, Counter[str]] = {q: Counter() for q in QUASI_IDENTIFIERS}
     out = []
-    for r in records:
-        row = {**{c: r[c] for c in COLUMNS if c in r}, **generalise(r, levels)}
-        out.append({c: row[c] for c in COLUMNS})
-    sizes = Counter(tuple(row[c] for c in QUASI_COLUMNS) for row in out)
-    kept = [row for row in out if sizes[tuple(row[c] for c in QUASI_COLUMNS)] >= k]
+    for eq in classes:
+        for q, depth in zip(QUASI_IDENTIFIERS, eq.depths, strict=True):
+            levels[q][HIERARCHIES[q].levels[depth]] += len(eq.members)
+        for i in eq.members:
+            row = {**{c: records[i][c] for c in COLUMNS if c in records[i]},
+                   **_shown(all_paths[i], eq.depths)}
+            out.append({c: row[c] for c in COLUMNS})
     # Sorted by the coded fields, the pseudonym last: the file's order says nothing about when
-    # a case was entered.
-    kept.sort(key=lambda r: (r["period"], r["area"], r["case_type"], r["person_pseudo_id"]))
+    # a case was entered, nor which rows were recoded together.
+    out.sort(key=lambda r: (r["period"], r["area"], r["case_type"], r["person_pseudo_id"]))
     return Extract(
         request=req,
         k=k,
-        rows=kept,
+        rows=out,
         events=len(records),
-        suppressed=len(out) - len(kept),
-        levels=levels,
+        suppressed=len(suppressed),
+        levels={q: dict(c) for q, c in levels.items()},
     )

@@ -5,9 +5,15 @@ which themes the panel records most.
 These read the case, workflow, action and learning tables directly rather than the trend cube:
 they need things the cube does not hold (a person's earlier events, the date a case was reviewed,
 an action's state, learning themes), and every query is bounded by the user's areas and the
-period, so it stays small. Every count goes through ``disclosure.shown_count`` and percentages
-are worked out from the shown (rounded) figures; a median is given only on enough cases to give
-a rate (``disclosure.rate_allowed``), unless the viewer may see exact figures.
+period, so it stays small.
+
+Disclosure control is the trends' own (``dr_panel.trends.disclosure``): for a viewer who is not
+``exact_for`` the figures, the period is widened to whole years of the grid
+(``queries.grid_range``), every count is perturbed by its cell key (the sum of its records'
+keys: a case's ``record_key``; for an action, its case's key plus the action's id, fixed for
+the life of the action) and then rounded, percentages are worked out from the shown figures, a
+median is given only where the count shown is enough for a rate, and the top themes are chosen
+and ordered by their shown counts.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from dr_panel.extensions import db
 from dr_panel.reference.models import Area
 from dr_panel.reviews.actions import OPEN_ACTION, Action, ActionStatus
 from dr_panel.reviews.findings import LearningPoint, Theme, learning_point_themes
-from dr_panel.trends import disclosure
+from dr_panel.trends import disclosure, queries
 from dr_panel.trends.disclosure import Shown
 
 TOP_THEMES = 5
@@ -97,6 +103,11 @@ def scope_for(user: Any, query: Any) -> Scope:
     start = getattr(query, "date_from", None)
     end = getattr(query, "date_to", None)
     ids = tuple(a.id for a in areas)
+    exact = disclosure.exact_for(user, ids)
+    if not exact and start and end:  # whole years of the grid, as the trend tables
+        first, last = queries.grid_range(getattr(query, "grain", "year"), queries._mi(start),
+                                         queries._mi(end))
+        start, end = queries._md(first), queries._md(last)
     return Scope(
         area_ids=ids,
         area_names=tuple(a.name for a in areas),
@@ -104,7 +115,7 @@ def scope_for(user: Any, query: Any) -> Scope:
         date_to=_month_end(end) if end else None,
         case_type=getattr(query, "case_type", None) or None,
         substance=getattr(query, "substance", None) or None,
-        exact=disclosure.exact_for(user, ids),
+        exact=exact,
     )
 
 
@@ -135,15 +146,24 @@ def _typed(scope: Scope) -> list[ColumnElement[bool]]:
     return cond
 
 
-def _count(stmt: Any) -> int:
-    return int(db.session.scalar(stmt) or 0)
+Cell = tuple[int, int]  # (count, sum of the records' keys)
+CASE_KEYS = func.coalesce(func.sum(Case.record_key), 0)
+# An action's record key: its case's key plus its own id (fixed, and different for each action
+# of a case, so that two actions of one case do not count as one key twice).
+ACTION_KEYS = func.coalesce(func.sum(Case.record_key + Action.id), 0)
 
 
-def _shown(n: int, scope: Scope) -> Shown:
-    return disclosure.shown_count(n, exact=scope.exact)
+def _cell(stmt: Any) -> Cell:
+    """(count, key sum) from a statement selecting those two."""
+    n, keys = db.session.execute(stmt).one()
+    return int(n or 0), int(keys or 0)
 
 
-def _share(key: str, title: str, num: int, den: int, scope: Scope, describes: str) -> Measure:
+def _shown(cell: Cell, scope: Scope) -> Shown:
+    return disclosure.shown_count(cell[0], exact=scope.exact, key=cell[1])
+
+
+def _share(key: str, title: str, num: Cell, den: Cell, scope: Scope, describes: str) -> Measure:
     shown_num, shown_den = _shown(num, scope), _shown(den, scope)
     value = disclosure.percent(shown_num, shown_den)
     return Measure(
@@ -165,9 +185,9 @@ def _share(key: str, title: str, num: int, den: int, scope: Scope, describes: st
 
 def known_to_treatment(scope: Scope) -> Measure:
     deaths = _case_filter(scope) + [Case.case_type == CaseType.DEATH]
-    den = _count(select(func.count()).select_from(Case).where(*deaths))
-    num = _count(
-        select(func.count())
+    den = _cell(select(func.count(), CASE_KEYS).select_from(Case).where(*deaths))
+    num = _cell(
+        select(func.count(), CASE_KEYS)
         .select_from(Case)
         .where(
             *deaths,
@@ -189,7 +209,7 @@ def known_to_treatment(scope: Scope) -> Measure:
 def repeat_nfo(scope: Scope) -> Measure:
     earlier = aliased(Case)
     nfos = _case_filter(scope) + [Case.case_type == CaseType.NFO]
-    den = _count(select(func.count()).select_from(Case).where(*nfos))
+    den = _cell(select(func.count(), CASE_KEYS).select_from(Case).where(*nfos))
     had_earlier = exists(
         select(earlier.id).where(
             earlier.person_id == Case.person_id,
@@ -201,7 +221,7 @@ def repeat_nfo(scope: Scope) -> Measure:
             ),
         )
     )
-    num = _count(select(func.count()).select_from(Case).where(*nfos, had_earlier))
+    num = _cell(select(func.count(), CASE_KEYS).select_from(Case).where(*nfos, had_earlier))
     return _share(
         "repeat_nfo",
         "Repeat non-fatal overdoses",
@@ -221,14 +241,15 @@ def days_to_review(scope: Scope) -> Measure:
         .subquery()
     )
     rows = db.session.execute(
-        select(Case.notified_on, first_review.c.at)
+        select(Case.notified_on, first_review.c.at, Case.record_key)
         .join(first_review, first_review.c.case_id == Case.id)
         .where(*_typed(scope))
     ).all()
-    days = [max(0, (at.date() - notified).days) for notified, at in rows]
+    days = [max(0, (at.date() - notified).days) for notified, at, _ in rows]
     n = len(days)
-    shown_n = _shown(n, scope)
-    enough = n > 0 and (scope.exact or disclosure.rate_allowed(n))
+    shown_n = _shown((n, sum(key for _, _, key in rows)), scope)
+    # Decided from the count shown (for a protected figure), so "not given" cannot narrow it.
+    enough = n > 0 and (scope.exact or disclosure.rate_allowed_shown(shown_n))
     describes = (
         "Median days from notification to the panel's review (the first move to 'reviewed'), "
         f"over cases reviewed so far ({shown_n.text}; {scope.period()}, {scope.where()})."
@@ -242,7 +263,8 @@ def days_to_review(scope: Scope) -> Measure:
             numerator=shown_n,
             withheld=(
                 "Not given: no case has been reviewed yet." if n == 0 else
-                f"Not given: fewer than {disclosure.min_events_for_rate()} cases reviewed."
+                "Not given: a median is given only where the number of cases reviewed, as "
+                f"shown, is at least {disclosure.min_events_for_rate()}."
             ),
         )
     median = statistics.median(days)
@@ -257,11 +279,12 @@ def days_to_review(scope: Scope) -> Measure:
 
 def actions_measures(scope: Scope, today: date | None = None) -> list[Measure]:
     today = today or utcnow().date()
-    base = select(func.count()).select_from(Action).join(Case, Case.id == Action.case_id)
+    base = select(func.count(), ACTION_KEYS).select_from(Action).join(
+        Case, Case.id == Action.case_id)
     cond = _typed(scope)
-    total = _count(base.where(*cond))
-    done = _count(base.where(*cond, Action.status == ActionStatus.DONE))
-    overdue = _count(base.where(*cond, Action.status.in_(OPEN_ACTION), Action.due_on < today))
+    total = _cell(base.where(*cond))
+    done = _cell(base.where(*cond, Action.status == ActionStatus.DONE))
+    overdue = _cell(base.where(*cond, Action.status.in_(OPEN_ACTION), Action.due_on < today))
     about = f"actions set on cases of {scope.period()}, {scope.where()}"
     return [
         _share(
@@ -285,21 +308,25 @@ def actions_measures(scope: Scope, today: date | None = None) -> list[Measure]:
 
 
 def top_themes(scope: Scope, limit: int = TOP_THEMES) -> Measure:
-    cases_with_theme = func.count(func.distinct(LearningPoint.case_id))
-    rows = db.session.execute(
-        select(Theme.name, cases_with_theme)
+    tagged = (
+        select(Theme.name.label("theme"), Case.id.label("case_id"),
+               Case.record_key.label("record_key"))
         .select_from(LearningPoint)
         .join(learning_point_themes, learning_point_themes.c.learning_point_id == LearningPoint.id)
         .join(Theme, Theme.id == learning_point_themes.c.theme_id)
         .join(Case, Case.id == LearningPoint.case_id)
         .where(*_typed(scope))
-        .group_by(Theme.name)
-        .order_by(cases_with_theme.desc(), Theme.name)
-        .limit(limit)
+        .distinct()
+        .subquery()
+    )
+    rows = db.session.execute(
+        select(tagged.c.theme, func.count(), func.sum(tagged.c.record_key)).group_by(
+            tagged.c.theme)
     ).all()
-    items = tuple((name, _shown(n, scope)) for name, n in rows)
-    # Shown in the order of the shown figures, so the order cannot rank suppressed counts.
-    items = tuple(sorted(items, key=lambda it: (-(it[1].value or 0), it[0])))
+    shown = [(name, _shown((int(n), int(keys or 0)), scope)) for name, n, keys in rows]
+    # Chosen and ordered by the shown figures, so neither can rank counts the viewer cannot see.
+    ranked = sorted(shown, key=lambda it: (-(it[1].value or 0), -(not it[1].suppressed), it[0]))
+    items = tuple(ranked[:limit])
     return Measure(
         key="top_themes",
         title="Themes most often recorded",

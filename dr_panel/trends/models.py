@@ -9,13 +9,24 @@ consistent with ``cases`` in the same transaction by ``dr_panel.trends.aggregate
 Multi-valued dimensions: a case mentioning two substances counts under each, so counts by
 substance (or substance group) sum to more than the number of cases. Cases merged as duplicates
 (status ``duplicate``) are not counted: they are the same event as the case they were merged into.
+Each row also carries the sum of its cases' record keys (``key_sum``), so disclosure control can
+perturb any aggregate consistently (``dr_panel.trends.disclosure``).
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Date, ForeignKey, Index, Integer, SmallInteger, String, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dr_panel.dbtypes import UTCDateTime, utcnow
@@ -56,6 +67,9 @@ class TrendCount(db.Model):  # type: ignore[name-defined,misc]
     dim_b: Mapped[str] = mapped_column(String(20), nullable=False)
     val_b: Mapped[str] = mapped_column(String(40), nullable=False)
     n: Mapped[int] = mapped_column(Integer, nullable=False)
+    # The sum of the record keys (``Case.record_key``) of the cases counted here: summed over
+    # any cells, it gives the cell key of exactly those cases (ONS cell key method).
+    key_sum: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
 
     __table_args__ = (
         UniqueConstraint("area_id", "month", "case_type", "dim_a", "val_a", "dim_b", "val_b"),

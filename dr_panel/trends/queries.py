@@ -14,9 +14,23 @@ Rates are per 100,000 person-years. The person-years of a period are, for each o
 a twelfth of the mid-year population of that month's calendar year, summed; so a calendar
 year's rate uses its mid-year population and a pooled 3-year rate divides by the three years'
 populations summed. The population matches the row: its areas, and its sex and age band when
-the table is broken down by them. For leads the crude rate and its interval are worked out from
-the rounded count they are shown, so a rate cannot be turned back into the unrounded count.
-Age-standardised rates leave out events of unknown age.
+the table is broken down by them. Age-standardised rates leave out events of unknown age.
+
+Disclosure control (``dr_panel.trends.disclosure``) for everyone who is not ``exact_for`` the
+figures (leads above all):
+
+- **A fixed grid of periods.** Totals over arbitrary runs of months could be subtracted from one
+  another to give back a month the rule hides. So ``from`` and ``to`` are widened to whole
+  calendar years (whole financial years for the financial-year grain), the table says so, and
+  every figure is a month, quarter, year, financial year or the rolling 12 months or pooled 3
+  years the grain defines, or a total over whole years. Periods that have not begun are left
+  out; the total of a rolling-12-month table covers the whole years asked for.
+- **Every cell perturbed by its cell key**, the sum of its cases' record keys read with the
+  counts from ``trend_counts``, then rounded and suppressed by NHS Digital's rule. The total is
+  a cell of its own.
+- **Rates from the shown figures.** A crude rate and its interval from the shown count; an
+  age-standardised rate from each age band's shown count (``disclosure.band_value``); whether a
+  rate is given, from the shown count only.
 """
 
 from __future__ import annotations
@@ -161,6 +175,10 @@ class TrendTable:
     measure_label: str = ""
     notes: list[str] = field(default_factory=list)  # further caveats (missing populations...)
     months: str = ""  # the months the total covers, like "Jan 2025 to Jun 2025"
+    # The same as dates (first days of the first and last months): for a lead, whole years of
+    # the grid, which may differ from the months asked for.
+    date_from: date | None = None
+    date_to: date | None = None
 
 
 # -- periods -------------------------------------------------------------------------------------
@@ -506,9 +524,23 @@ def scope_areas(query: TrendQuery, user: Any) -> list[Area]:
     return chosen
 
 
+def grid_range(grain: str, first: int, last: int) -> tuple[int, int]:
+    """The months ``first..last`` widened to whole years of the grid, for viewers under
+    disclosure control: whole financial years (April to March) for the financial-year grain,
+    whole calendar years for every other grain. Why: any figure over an arbitrary run of months
+    could be subtracted from an overlapping one; whole years are already periods of the grid."""
+    if grain == "fy":
+        return first - ((first % 12) - 3) % 12, last - ((last % 12) - 3) % 12 + 11
+    return first - first % 12, last - last % 12 + 11
+
+
+Cell = tuple[int, int]  # (count, key sum)
+
+
 def run(query: TrendQuery, user: Any) -> TrendTable:
     """The table, protected for whoever asks: exact counts only for ``exact_for``; everyone else
-    gets ``Shown`` counts, rates from them, and totals from the unrounded counts, then rounded."""
+    gets periods on the fixed grid, ``Shown`` counts perturbed by their cell keys, and rates and
+    percentages from the shown counts; the total is a cell of its own."""
     areas = scope_areas(query, user)
     if not areas:
         raise QueryError("area", "You have no areas granted, so there are no figures to show. "
@@ -517,15 +549,38 @@ def run(query: TrendQuery, user: Any) -> TrendTable:
     exact = disclosure.exact_for(user, area_ids)
     label = _Labels(areas)
     first, last = _mi(query.date_from), _mi(query.date_to)
+    notes: set[str] = set()
+    today = utcnow().date()
+    if not exact:
+        grid_first, grid_last = grid_range(query.grain, first, last)
+        if (grid_first, grid_last) != (first, last):
+            unit = "financial years (April to March)" if query.grain == "fy" else \
+                "calendar years"
+            notes.add(
+                f"Figures cover whole {unit}: {_month_text(grid_first)} to "
+                f"{_month_text(grid_last)} (you asked for {_month_text(first)} to "
+                f"{_month_text(last)}). Disclosure control: figures over any other run of "
+                "months could be subtracted from one another to reveal small counts."
+            )
+        first, last = grid_first, grid_last
     by = query.by
     with_period = "period" in by
-    today = utcnow().date()
-    periods = mark_to_date(periods_for(query.grain, first, last), today) if with_period else []
+    periods = periods_for(query.grain, first, last) if with_period else []
+    if with_period and not exact:
+        # Periods that have not begun would only repeat zeros (or, for rolling 12 months, the
+        # period to date).
+        current = _mi(today)
+        periods = [p for p in periods if p.months[0] <= current
+                   and (query.grain != "rolling12" or p.months[-1] <= current)]
+        periods = periods or periods_for(query.grain, first, first)
+    periods = mark_to_date(periods, today) if with_period else []
     if with_period:
         shown_months = sorted({m for p in periods for m in p.months})
         data_first, data_last = shown_months[0], shown_months[-1]
     else:
         data_first, data_last = first, last
+    # The total: over the periods shown; for a protected table over the whole years asked for.
+    total_first, total_last = (first, last) if not exact else (data_first, data_last)
     dims = _cube_dims(by, query.measure, query.substance)
     dsr = query.measure == "dsr"
 
@@ -533,30 +588,34 @@ def run(query: TrendQuery, user: Any) -> TrendTable:
     raw = _read(query, area_ids, dims, by, data_first, data_last)
     # The total counts each case once: only the filter's (and age band's) dimensions.
     raw_total = _read(query, area_ids, _cube_dims((), query.measure, query.substance), (),
-                      data_first, data_last)
+                      total_first, total_last)
 
     month_codes: dict[int, list[str]] = defaultdict(list)
     for p in periods:
         for m in p.months:
             month_codes[m].append(p.code)
-    acc: dict[tuple[str, ...], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    # Row key -> age band ("" unless a standardised rate) -> [count, key sum].
+    acc: dict[tuple[str, ...], dict[str, list[int]]] = defaultdict(
+        lambda: defaultdict(lambda: [0, 0]))
     seen: dict[str, set[str]] = defaultdict(set)
     others = [d for d in by if d != "period"]
     slot = by.index("period") if with_period else -1
-    for values, n in raw:
+    for values, n, key_sum in raw:
         band = values.get("age_band", "") if dsr else ""
         key = [values.get(d, "") for d in by]
         for d in others:
             seen[d].add(values[d])
-        if slot < 0:
-            acc[tuple(key)][band] += n
-            continue
-        for code in month_codes[values["month"]]:  # a month counts in every period it is in
-            key[slot] = code
-            acc[tuple(key)][band] += n
-    total_bands: dict[str, int] = defaultdict(int)
-    for values, n in raw_total:
-        total_bands[values.get("age_band", "") if dsr else ""] += n
+        for code in (month_codes[values["month"]] if slot >= 0 else [None]):
+            if code is not None:  # a month counts in every period it is in
+                key[slot] = code
+            cell = acc[tuple(key)][band]
+            cell[0] += n
+            cell[1] += key_sum
+    total_bands: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for values, n, key_sum in raw_total:
+        cell = total_bands[values.get("age_band", "") if dsr else ""]
+        cell[0] += n
+        cell[1] += key_sum
 
     domains: list[list[str]] = []
     for d in by:
@@ -574,21 +633,22 @@ def run(query: TrendQuery, user: Any) -> TrendTable:
     if query.measure != "count":
         years = range(min(data_first, first) // 12, max(data_last, last) // 12 + 1)
         pops = _Populations.load(area_ids, years)
-    rate_ctx = _RateContext(query, exact, pops, {a.id: a for a in areas}, area_ids)
-    notes: set[str] = set()
-
     rule = disclosure.current_rule()
-    rate_ctx.rule = rule
-    total_raw = sum(total_bands.values())
-    total_shown = disclosure.shown_count(total_raw, exact=exact, rule=rule)
+    rate_ctx = _RateContext(query, exact, pops, {a.id: a for a in areas}, area_ids, rule)
+
+    def summed(bands: Mapping[str, list[int]]) -> Cell:
+        return sum(c[0] for c in bands.values()), sum(c[1] for c in bands.values())
+
+    total_n, total_key = summed(total_bands)
+    total_shown = disclosure.shown_count(total_n, exact=exact, rule=rule, key=total_key)
     rows = []
     for combo in product(*domains):
         bands = acc.get(combo, {})
-        n = sum(bands.values())
+        n, key_sum = summed(bands)
         keys = dict(zip(by, combo, strict=True))
         months = period_by_code[keys["period"]].months if with_period else all_months
         row_area_ids = [int(keys["area"])] if "area" in keys else area_ids
-        shown = disclosure.shown_count(n, exact=exact, rule=rule)
+        shown = disclosure.shown_count(n, exact=exact, rule=rule, key=key_sum)
         rate = rate_ctx.rate(n, shown, bands, months, row_area_ids, keys.get("sex"),
                              keys.get("age_band"), notes)
         labels = {d: (period_by_code[v].label if d == "period" else label(d, v))
@@ -600,8 +660,8 @@ def run(query: TrendQuery, user: Any) -> TrendTable:
         rows.append(TrendRow(out_keys, labels, shown, *rate, percent=percent))
 
     total = None
-    total_row_months = tuple(range(data_first, data_last + 1))
-    total_rate = rate_ctx.rate(total_raw, total_shown, total_bands, total_row_months, area_ids,
+    total_row_months = tuple(range(total_first, total_last + 1))
+    total_rate = rate_ctx.rate(total_n, total_shown, total_bands, total_row_months, area_ids,
                                None, None, notes)
     total = TrendRow({}, {d: "Total" for d in by}, total_shown, *total_rate,
                      percent="100%" if len(by) == 1 and by[0] != "period" else "")
@@ -612,7 +672,13 @@ def run(query: TrendQuery, user: Any) -> TrendTable:
                   "more than the total.")
     if dsr:
         notes.add("Age-standardised rates leave out events whose age is not known.")
-    if data_last >= _mi(today):
+        if not exact:
+            notes.add(
+                "Age-standardised rates are worked out from each age band's count as it would "
+                f"be shown (a band shown as * counts as {disclosure.SUPPRESSED_BAND_VALUE}), "
+                "so they are approximate for small numbers."
+            )
+    if max(data_last, total_last) >= _mi(today):
         notes.add(
             "Figures up to today include a period that has not ended (marked \"to date\" where "
             "periods are shown): its counts will rise as cases are notified, and its rates use "
@@ -623,11 +689,13 @@ def run(query: TrendQuery, user: Any) -> TrendTable:
         rows=rows,
         total=total,
         note=disclosure.note(exact),
-        describes=describe(query, areas, periods, data_first, data_last),
+        describes=describe(query, areas, periods, total_first, total_last),
         exact=exact,
         measure_label=MEASURE_LABELS[query.measure],
         notes=sorted(notes),
-        months=f"{_month_text(data_first)} to {_month_text(data_last)}",
+        months=f"{_month_text(total_first)} to {_month_text(total_last)}",
+        date_from=_md(total_first),
+        date_to=_md(total_last),
     )
 
 
@@ -641,21 +709,34 @@ class _RateContext:
     pops: _Populations | None
     areas: dict[int, Area]
     all_area_ids: list[int]
-    rule: disclosure.Rule | None = None
+    rule: disclosure.Rule
 
-    def rate(self, n: int, shown: Shown, bands: Mapping[str, int], months: Iterable[int],
-             area_ids: list[int], sex: str | None, band: str | None,
+    def rate(self, n: int, shown: Shown, bands: Mapping[str, list[int]],
+             months: Iterable[int], area_ids: list[int], sex: str | None, band: str | None,
              notes: set[str]) -> RateFields:
+        """The rate of one row. For a protected row, from the shown figures only: the shown
+        count (crude), or each age band's shown count (standardised), so that solving the rate
+        back gives nothing the viewer cannot already see; and given or not from them alone."""
         if self.query.measure == "count" or self.pops is None:
             return None, None, None, False, ""
         months = tuple(months)
         dsr = self.query.measure == "dsr"
-        events = n - bands.get(UNKNOWN, 0) if dsr else n
-        if not disclosure.rate_allowed(events, self.rule) or (
-            not self.exact and shown.value is None
-        ):
-            floor = (self.rule or disclosure.current_rule()).min_events_for_rate
-            return None, None, None, True, f"Fewer than {floor} events: no rate is given."
+        if self.exact:
+            counts = {b: c[0] for b, c in bands.items()}
+            events = n - counts.get(UNKNOWN, 0) if dsr else n
+            if not disclosure.rate_allowed(events, self.rule):
+                return (None, None, None, True, f"Fewer than {self.rule.min_events_for_rate} "
+                        "events: no rate is given.")
+        else:
+            counts = {
+                b: disclosure.band_value(
+                    disclosure.shown_count(c[0], exact=False, rule=self.rule, key=c[1]))
+                for b, c in bands.items() if b in BAND_LABELS
+            } if dsr else {}
+            enough = disclosure.rate_allowed_shown(shown, self.rule) and (
+                not dsr or disclosure.rate_allowed(sum(counts.values()), self.rule))
+            if not enough:
+                return None, None, None, True, disclosure.no_rate_text(self.rule)
         if sex is not None and sex not in POPULATION_SEXES:
             return None, None, None, False, "No population by this sex: no rate."
         if band is not None and band not in BAND_LABELS:
@@ -667,7 +748,7 @@ class _RateContext:
                 if missing or py <= 0:
                     return self._missing(missing, notes)
                 weight = stats.esp_weight(*_band_ages(b))
-                strata.append(stats.Stratum(bands.get(b, 0), py, weight))
+                strata.append(stats.Stratum(counts.get(b, 0), py, weight))
             r = stats.dsr(strata)
         else:
             py, missing = self.pops.person_years(months, area_ids, sex, band)
@@ -695,10 +776,10 @@ def _band_ages(label: str) -> tuple[int, int]:
 
 
 def _read(query: TrendQuery, area_ids: list[int], dims: list[str], by: Iterable[str],
-          first: int, last: int) -> list[tuple[dict[str, Any], int]]:
+          first: int, last: int) -> list[tuple[dict[str, Any], int, int]]:
     """Sum the cube rows for the pair of dimensions ``dims`` (at most two), grouped by what
-    ``by`` needs (and age band for a standardised rate). Filters: areas, months, case type,
-    substance."""
+    ``by`` needs (and age band for a standardised rate): (values, count, key sum). Filters:
+    areas, months, case type, substance."""
     pair = sorted(dims)
     dim_a, dim_b = (pair + ["", ""])[:2]
     column_of = {dim_a: TrendCount.val_a, dim_b: TrendCount.val_b}
@@ -714,7 +795,7 @@ def _read(query: TrendQuery, area_ids: list[int], dims: list[str], by: Iterable[
         if d in wanted or (d == "age_band" and query.measure == "dsr"):
             groups.append((d, column_of[d]))
     stmt = (
-        select(*(c for _, c in groups), func.sum(TrendCount.n))
+        select(*(c for _, c in groups), func.sum(TrendCount.n), func.sum(TrendCount.key_sum))
         .where(
             TrendCount.dim_a == dim_a,
             TrendCount.dim_b == dim_b,
@@ -730,7 +811,7 @@ def _read(query: TrendQuery, area_ids: list[int], dims: list[str], by: Iterable[
         stmt = stmt.group_by(*(c for _, c in groups))
     out = []
     for row in db.session.execute(stmt):
-        *vals, n = row
+        *vals, n, key_sum = row
         if n is None:
             continue
         values: dict[str, Any] = {}
@@ -741,7 +822,7 @@ def _read(query: TrendQuery, area_ids: list[int], dims: list[str], by: Iterable[
                 values["area"] = str(v)
             else:
                 values[name] = v
-        out.append((values, int(n)))
+        out.append((values, int(n), int(key_sum or 0)))
     return out
 
 

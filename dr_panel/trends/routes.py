@@ -143,8 +143,9 @@ def table_json(query: queries.TrendQuery, table: queries.TrendTable) -> dict[str
         "measure": query.measure,
         "grain": query.grain,
         "by": list(query.by),
-        "from": f"{query.date_from:%Y-%m}",
-        "to": f"{query.date_to:%Y-%m}",
+        # The months the figures cover: for a lead, widened to whole years of the grid.
+        "from": f"{table.date_from or query.date_from:%Y-%m}",
+        "to": f"{table.date_to or query.date_to:%Y-%m}",
         "rows": [row_json(r) for r in table.rows],
         "total": row_json(table.total) if table.total is not None else None,
     }
@@ -323,17 +324,19 @@ def openapi_schemas() -> dict[str, Any]:
         "labels": {"type": "object", "additionalProperties": {"type": "string"},
                    "description": "What a person reads for each dimension's code."},
         "value": {"type": ["integer", "null"], "minimum": 0,
-                  "description": "The count as you may see it: rounded for leads; null when "
-                  "suppressed."},
+                  "description": "The count as you may see it: for leads perturbed by its "
+                  "cell key, then rounded; null when suppressed."},
         "display": {"type": "string", "description": "The count as printed: '*' when "
                     "suppressed."},
         "suppressed": {"type": "boolean"},
         "rate": {**number, "description": "Per 100,000 person-years; null for measure=count, "
-                 "fewer than 10 events, or no population estimate."},
+                 "too few events (for leads: a count shown below 10), or no population "
+                 "estimate. For leads, from the counts as shown."},
         "ci_low": {**number, "description": "Lower 95% confidence limit of the rate."},
         "ci_high": {**number, "description": "Upper 95% confidence limit of the rate."},
         "rate_suppressed": {"type": "boolean",
-                            "description": "The rate was withheld: fewer than 10 events."},
+                            "description": "The rate was withheld for too few events (for "
+                            "leads, decided from the count shown)."},
         "rate_note": {"type": ["string", "null"], "description": "Why there is no rate."},
     })
     fixed = ["labels", "value", "display", "suppressed", "rate", "ci_low", "ci_high",
@@ -350,12 +353,15 @@ def openapi_schemas() -> dict[str, Any]:
         "grain": {"type": "string", "enum": list(queries.GRAINS)},
         "by": {"type": "array", "items": {"type": "string", "enum": list(queries.BY_CHOICES)},
                "maxItems": queries.MAX_BY},
-        "from": {"type": "string"},
-        "to": {"type": "string"},
+        "from": {"type": "string", "description": "The first month the figures cover "
+                 "(YYYY-MM); for leads, the start of a whole year of the grid."},
+        "to": {"type": "string", "description": "The last month the figures cover (YYYY-MM); "
+               "for leads, the end of a whole year of the grid."},
         "rows": {"type": "array", "items": row_ref},
         "total": {"anyOf": [row_ref, {"type": "null"}],
-                  "description": "From the unrounded counts, then rounded; null without a "
-                  "breakdown (the one row is the total)."},
+                  "description": "A cell of its own (for leads perturbed and rounded like any "
+                  "other), so rows may not add up to it; null without a breakdown (the one "
+                  "row is the total)."},
     }
     return {
         "TrendRow": {"type": "object", "properties": row_props, "required": fixed,

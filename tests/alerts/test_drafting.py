@@ -149,7 +149,7 @@ def test_a_draft_naming_a_stored_person_is_blocked_until_edited(people: dict[str
     dr.edit_draft(alert, draft_input(content=dirty), by=d, expected_revision=None)
     findings = dr.submit(alert, by=d, expected_revision=None)
     db.session.commit()
-    assert [(f.field, f.kind) for f in findings] == [("advice", "person_name")]
+    assert [(f.field, f.kind, f.stored) for f in findings] == [("advice", "name", True)]
     assert alert.draft.submitted_at is None and alert.status is AlertStatus.DRAFT
     assert "alert.blocked" in actions()
     # Nobody can approve what was never submitted.

@@ -18,6 +18,8 @@ from dr_panel.cases.models import Person
 from dr_panel.cli import main
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
+from dr_panel.privacy.models import PersonToken
+from dr_panel.privacy.tokens import person_tokens
 
 NAME = "Siân O'Brien-Smith"
 DOB = date(1985, 4, 3)
@@ -74,7 +76,9 @@ def test_a_stored_name_is_blocked_with_accents_or_case_changed(
     text = f"A woman, {written}, was found in a hostel."
     findings = leakgate.check_fields({"advice": text})
     assert findings, written
-    assert {f.kind for f in findings} == {"person_name"}
+    # The same kind (and message) as a name-shaped pattern: nothing says the person is held.
+    assert {f.kind for f in findings} == {"name"}
+    assert all(f.stored and f.person_ids == {stored.id} for f in findings)
     assert all(f.field == "advice" for f in findings)
     start = text.index(written)
     # The whole name is covered by the highlighted span(s), and nothing before it.
@@ -85,7 +89,8 @@ def test_a_stored_name_is_blocked_with_accents_or_case_changed(
 
 
 def test_a_name_not_stored_passes(stored: Person) -> None:
-    assert leakgate.check_fields({"advice": "Jane Doe and Smith Sian are not stored."}) == []
+    # (Not "Smith Sian": a part of a double-barrelled surname with the given name is hers.)
+    assert leakgate.check_fields({"advice": "Jane Doe and Jones Sian are not stored."}) == []
 
 
 @pytest.mark.parametrize("written", ["9990000018", "999 000 0018", "999-000-0018"])
@@ -94,8 +99,11 @@ def test_a_stored_nhs_number_is_blocked_with_or_without_spaces(
 ) -> None:
     text = f"NHS number {written} was seen at A&E."
     findings = leakgate.check_fields({"counts": text})
-    assert spans(text, findings) == [(written, "person_nhs")]
-    assert "NHS number" in findings[0].message
+    # The pattern's finding, and the stored person's apart from it with the same words.
+    assert spans(text, findings) == [(written, "nhs_number"), (written, "nhs_number")]
+    assert [f.stored for f in findings] == [False, True]
+    assert findings[0].message == findings[1].message
+    assert "NHS number" in findings[0].message and "held" not in findings[0].message
 
 
 def test_any_valid_nhs_number_is_blocked_even_if_not_stored(app: Flask) -> None:
@@ -119,8 +127,13 @@ def test_a_date_of_birth_is_blocked_in_the_usual_written_forms(
 
 def test_a_stored_surname_next_to_their_date_of_birth_is_named_as_such(stored: Person) -> None:
     text = "Siân O'Brien-Smith (3 April 1985) attended."
-    kinds = {k for _, k in spans(text, leakgate.check_fields({"advice": text}))}
-    assert kinds == {"person_name", "date_of_birth", "person_dob"}
+    findings = leakgate.check_fields({"advice": text})
+    assert {(text[f.start : f.end], f.kind, f.stored) for f in findings} == {
+        ("Siân O'Brien-Smith", "name", True),  # the stored name
+        ("O'Brien-Smith", "name", True),  # a stored surname beside a date
+        ("3 April 1985", "date_of_birth", False),  # a date of birth by its shape
+        ("3 April 1985", "date_of_birth", True),  # and this person's, by the index
+    }
 
 
 def test_a_recent_person_dob_near_their_surname_is_found_by_the_index(app: Flask) -> None:
@@ -131,9 +144,9 @@ def test_a_recent_person_dob_near_their_surname_is_found_by_the_index(app: Flask
     db.session.add(person)
     db.session.commit()
     text = f"The Zabrowski family, {born:%d %B %Y}."
-    assert spans(text, leakgate.check_fields({"advice": text})) == [
-        (f"{born:%d %B %Y}", "person_dob")
-    ]
+    findings = leakgate.check_fields({"advice": text})
+    assert spans(text, findings) == [("Zabrowski", "name"), (f"{born:%d %B %Y}", "date_of_birth")]
+    assert all(f.stored for f in findings)  # a recent date has no date-of-birth shape
 
 
 @pytest.mark.parametrize(
@@ -169,7 +182,7 @@ def test_services_numbers_pass_and_an_administrator_can_allow_a_local_one(
         ]
     # Without the setting, the local landline and inbox are blocked like any other.
     assert [k for _, k in spans(text, leakgate.find_patterns(text))] == [
-        "phone", "phone", "phone", "email", "email"
+        "phone", "email", "phone", "phone", "email"
     ]
 
 
@@ -200,6 +213,7 @@ def test_the_span_is_reported_per_field(stored: Person) -> None:
 def test_reindex_names_fills_existing_people_and_resumes(app: Flask, stored: Person) -> None:
     stored_id = stored.id
     db.session.execute(db.update(Person).values(bi_name=None))
+    db.session.execute(db.delete(PersonToken))  # as on a database from before the tokens
     db.session.commit()
     assert leakgate.names_to_index() == 2
     assert leakgate.check_fields({"advice": NAME}) == []  # the index is empty: not found
@@ -213,6 +227,9 @@ def test_reindex_names_fills_existing_people_and_resumes(app: Flask, stored: Per
     assert again.exit_code == 0 and re.search(r"\b0\b", again.output)
     person = db.session.scalar(select(Person).where(Person.id == stored_id))
     assert person is not None and person.bi_name == ident.name_index(NAME)
+    assert {(t.kind, t.bi) for t in person.tokens} == set(
+        person_tokens(ident.Identity(full_name=NAME), ident.keys())
+    )
 
 
 def test_intake_and_bulk_import_fill_the_name_index(app: Flask) -> None:

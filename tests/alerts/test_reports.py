@@ -16,6 +16,7 @@ from dr_panel.audit.models import AuditEntry
 from dr_panel.auth.models import Role
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
+from dr_panel.mail import services as mail_services
 from dr_panel.mail.models import OutboxMessage
 
 EFFECTS = "Two people collapsed within minutes; needed several doses of naloxone."
@@ -81,7 +82,8 @@ def test_the_public_form_counts_references_and_confirms_only_if_asked(
     assert one.reporter_contact_enc and "reporter@" not in one.reporter_contact_enc
     assert two.reporter_contact_enc is None
     mails = db.session.scalars(select(OutboxMessage)).all()
-    assert [m.to_address for m in mails] == ["reporter@example.org"]
+    # The address is kept only encrypted in the outbox (tests/privacy/test_forms.py).
+    assert [mail_services.recipient_of(m) for m in mails] == ["reporter@example.org"]
 
 
 def test_identifiers_are_refused_with_the_span_shown(app: Flask, client: Any) -> None:
@@ -96,9 +98,10 @@ def test_identifiers_are_refused_with_the_span_shown(app: Flask, client: Any) ->
     assert reports() == []
 
 
-def test_a_stored_persons_name_is_refused(
+def test_a_stored_persons_name_is_held_not_refused_on_the_public_form(
     app: Flask, client: Any, create_user: Any
 ) -> None:
+    """Refusing it told anyone the person was held (issue 11): it is accepted and held."""
     from dr_panel.cases import services
 
     user = create_user(Role.COORDINATOR)
@@ -113,9 +116,10 @@ def test_a_stored_persons_name_is_refused(
     response = client.post(
         "/report-a-drug-concern", data=form(effects="zephyrine QUILLFEATHER took it and died")
     )
-    assert response.status_code == 400
-    assert "<mark>zephyrine QUILLFEATHER</mark>" in response.get_data(as_text=True)
-    assert reports() == []
+    assert response.status_code == 200
+    assert "<mark>" not in response.get_data(as_text=True)
+    [report] = reports()
+    assert report.is_held
 
 
 def test_other_mistakes_say_how_to_fix_them(app: Flask, client: Any) -> None:

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from dr_panel.audit.models import AuditEntry
 from dr_panel.auth.models import Role
 from dr_panel.extensions import db
-from tests.trends import t2_data
+from tests.trends import protection, t2_data
 from tests.trends.t2_data import RAW, SMALL_AND_UNROUNDED
 
 WINDOW = "from=2025-01&to=2025-04"
@@ -63,9 +63,15 @@ def test_a_lead_gets_only_protected_counts(
     rows = {r["period"]: r for r in body["rows"]}
     assert rows["2025-01"] == {**rows["2025-01"], "value": None, "display": "*",
                                "suppressed": True}
-    assert rows["2025-02"]["display"] == "10" and rows["2025-04"]["value"] == 15
-    assert body["total"]["display"] == "30"
-    assert "from Jan 2025 to Apr 2025" in body["describes"]
+    # Perturbed by their cell keys, then rounded: as the published method gives them.
+    for month in (2, 4):
+        expected = protection.shown(areas=("E06000009",), **protection.month(2025, month))
+        assert rows[f"2025-{month:02d}"]["display"] == expected.text in ("10", "15")
+    expected = protection.shown(areas=("E06000009",), **protection.year(2025))
+    assert body["total"]["display"] == expected.text in ("25", "30")
+    # A lead's months are whole calendar years of the grid, and the answer says which.
+    assert (body["from"], body["to"]) == ("2025-01", "2025-12")
+    assert "from Jan 2025 to Dec 2025" in body["describes"]
 
 
 def test_a_coordinator_of_the_area_gets_exact_counts_and_rates_are_withheld_below_ten(

@@ -3,10 +3,10 @@ call, so the trend counts come from the real hooks. Every person is made up; no 
 
 Blackpool (E06000009), events in 2025:
   January   3 non-fatal overdoses          (a lead sees "*")
-  February  12 non-fatal overdoses         (a lead sees "10")
+  February  12 non-fatal overdoses         (a lead sees "10" or "15": perturbed, then rounded)
   March     none                           ("0" for everyone)
-  April     13 suspected deaths            (a lead sees "15")
-  total 28                                 (a lead sees "30", not the 25 the rows add up to)
+  April     13 suspected deaths            (a lead sees "10" or "15")
+  total 28                                 (a lead sees "25" or "30", a cell of its own)
 Blackburn with Darwen (E06000008): 1 non-fatal overdose in January 2025.
 """
 

@@ -18,7 +18,7 @@ from dr_panel.extensions import db
 from dr_panel.reference.models import Agency
 from dr_panel.reviews import actions as act
 from dr_panel.reviews import findings as fd
-from dr_panel.trends import queries
+from dr_panel.trends import disclosure, queries
 from dr_panel.trends.measures import measures_panel
 from tests.trends.t3_data import make_case, make_cases, varied
 
@@ -27,6 +27,11 @@ def panel(user: Any, **args: str) -> dict[str, Any]:
     query, errors = queries.parse_query({"from": "2026-01", "to": "2026-12", **args}, user=user)
     assert not errors, errors
     return {m.key: m for m in measures_panel(user, query)}
+
+
+def shown(cases: list[Any]) -> disclosure.Shown:
+    """What a lead should see for these cases by the published method (their record keys)."""
+    return disclosure.shown_count(len(cases), exact=False, key=sum(c.record_key for c in cases))
 
 
 def review(case: Any, by: Any) -> None:
@@ -82,15 +87,19 @@ def test_lead_gets_protected_measures(world: dict[str, Any], create_user: Any) -
     lead = create_user(Role.LEAD)
     m = panel(lead)
     treat = m["known_to_treatment"]
-    # 12 of 23 -> shown 10 of 25; the percentage is from the shown figures.
-    assert (treat.numerator.text, treat.denominator.text, treat.value) == ("10", "25", "40%")
+    # 12 of 23, each perturbed by its cell key and rounded (10 or 15 of 20 or 25); the
+    # percentage is from the shown figures.
+    num, den = shown(world["deaths"][:12]), shown(world["deaths"])
+    assert (treat.numerator, treat.denominator) == (num, den)
+    assert num.text in ("10", "15") and den.text in ("20", "25")
+    assert treat.value == f"{100 * (num.value or 0) / (den.value or 1):.0f}%"
     assert "12" not in treat.describes and "23" not in treat.describes
     rep = m["repeat_nfo"]
-    assert rep.numerator.text == "*" and rep.value == "*"
-    assert rep.denominator.text == "15"
+    assert rep.numerator.text == "*" and rep.value == "*"  # 3, moved by at most 2
+    assert rep.denominator.text == "15"  # 15, moved by at most 2, rounded
     assert "too few" in rep.withheld
     days = m["days_to_review"]
-    assert days.numerator.text == "10"  # 12 reviewed, rounded; enough for a median
+    assert days.numerator == shown(world["deaths"][:12])  # 12 reviewed: 10 or 15
     assert days.value.endswith("days")
 
 
@@ -101,9 +110,20 @@ def test_median_withheld_on_fewer_than_ten_cases(app: Flask, create_user: Any) -
         review(case, coordinator)
     db.session.commit()
     lead = create_user(Role.LEAD)
+    # The record keys set so that the 9 cases' cell key moves 9 down by 2 (key sum 0): 7,
+    # shown as *, and no median.
+    for case in cases:
+        case.record_key = 0
+    db.session.commit()
     days = panel(lead)["days_to_review"]
-    assert days.value == "–" and "fewer than 10 cases reviewed" in days.withheld
-    assert days.numerator.text == "10"  # 9, rounded: shown, but too few for a median
+    assert days.numerator.text == "*"
+    assert days.value == "–" and "as shown, is at least 10" in days.withheld
+    # The same 9 cases with a cell key that leaves them at 9 (key sum 100): shown as 10, and a
+    # figure shown as 10 always has its median (a withheld median would say it was 8 or 9).
+    cases[0].record_key = 100
+    db.session.commit()
+    days = panel(lead)["days_to_review"]
+    assert days.numerator.text == "10" and days.value.endswith("days")
     assert panel(coordinator)["days_to_review"].value.endswith("days")
 
 
@@ -147,10 +167,25 @@ def test_actions_and_themes(world: dict[str, Any], create_user: Any) -> None:
 
     lead = create_user(Role.LEAD)
     protected = panel(lead)
-    assert protected["actions_done"].value == "40%"  # shown 10 of 25
-    assert protected["actions_overdue"].value == "40%"  # shown 10 of 25
+
+    def action_figure(actions: list[Any]) -> disclosure.Shown:
+        # An action's record key: its case's key plus its own id.
+        return disclosure.shown_count(
+            len(actions), exact=False, key=sum(a.case.record_key + a.id for a in actions))
+
+    every = action_figure(made)  # 24: 20 or 25
+    for key, part in (("actions_done", made[:10]), ("actions_overdue", made[10:18])):
+        shown_part = action_figure(part)  # 10: * or 10 or 15; 8: * or 10
+        assert protected[key].numerator == shown_part and protected[key].denominator == every
+        share = f"{100 * (shown_part.value or 0) / (every.value or 1):.0f}%"
+        assert protected[key].value == ("*" if shown_part.suppressed else share)
+    # Themes chosen and ordered by their shown figures: 12 and 9 cases (10 or 15; * or 10),
+    # then 2 (*); equal figures by name.
+    using, naloxone = shown(reviewed), shown(reviewed[:9])
+    ranked = sorted([("Using alone", using), ("No naloxone at the scene", naloxone)],
+                    key=lambda it: (-(it[1].value or 0), -(not it[1].suppressed), it[0]))
     assert [(n, s.text) for n, s in protected["top_themes"].items] == [
-        ("No naloxone at the scene", "10"), ("Using alone", "10"), ("Recent prison release", "*"),
+        *((n, s.text) for n, s in ranked), ("Recent prison release", "*"),
     ]
     assert "on how many cases" in protected["top_themes"].describes
 
@@ -176,6 +211,8 @@ def test_panel_on_the_dashboard(
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     assert "Measures for the panel" in html
-    assert "Deaths known to treatment" in html and "40%" in html
-    assert "(10 of 25)" in html
+    num, den = shown(world["deaths"][:12]), shown(world["deaths"])
+    percent = f"{100 * (num.value or 0) / (den.value or 1):.0f}%"
+    assert "Deaths known to treatment" in html and percent in html
+    assert f"({num.text} of {den.text})" in html
     assert "(12 of 23)" not in html

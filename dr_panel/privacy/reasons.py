@@ -1,0 +1,61 @@
+"""Reveal reasons: checked for identifiers before they reach the audit log.
+
+A reason is written to the append-only audit log, where it stays for good: nothing can take an
+NHS number or a name back out of it. So it is checked with the identifier detector first
+(``dr_panel.alerts.leakgate.check_fields``) under the forms' rule
+(``dr_panel.privacy.visibility.split_findings``):
+
+- anything shaped like an identifier (NHS-number-like digits, a date that may be a date of birth,
+  a postcode, an address, a phone number, an e-mail address), or the name of a person the user
+  may see, refuses the reveal: nothing is revealed and the refusal is audited without the text;
+- the name of a person the user may NOT see cannot be refused (the refusal would tell them that
+  person is held), so the reveal goes ahead as with any other reason and those words are replaced
+  by ``REMOVED`` in what is stored.
+
+Reasons are not encrypted: the audit log is append-only and each entry's MAC covers its reason, so
+a reason sealed under a field key could never be re-encrypted when that key is rotated (the key
+would have to be kept for ever, or the reasons lost). A reason checked before it is stored needs
+no key.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from dr_panel.privacy.visibility import split_findings
+
+REFUSED = "Say why you need to see who this is, without naming or numbering anyone."
+REMOVED = "[words removed]"
+
+
+class ReasonRefused(ValueError):
+    """The reason carries an identifier. ``kinds`` (what was found, never the text) are for the
+    audit entry."""
+
+    def __init__(self, kinds: list[str]) -> None:
+        super().__init__(REFUSED)
+        self.kinds = kinds
+
+
+def checked_reason(reason: str, *, user: Any, today: date | None = None) -> str:
+    """The reason as it may be stored, or ``ReasonRefused``. The detector runs in full for every
+    reason, so a reason naming someone held takes as long as one naming no one."""
+    from dr_panel.alerts import leakgate
+
+    text = (reason or "").strip()
+    if not text:
+        return text
+    shown, held = split_findings(leakgate.check_fields({"reason": text}, today=today), user)
+    shown += leakgate.find_patterns(text, "reason", today=today)
+    if shown:
+        raise ReasonRefused(sorted({f.kind for f in shown}))
+    spans: list[list[int]] = []
+    for f in sorted(held, key=lambda f: (f.start, f.end)):
+        if spans and f.start <= spans[-1][1]:  # overlapping or touching: one removal
+            spans[-1][1] = max(spans[-1][1], f.end)
+        else:
+            spans.append([f.start, f.end])
+    for start, end in reversed(spans):
+        text = text[:start] + REMOVED + text[end:]
+    return text

@@ -267,6 +267,39 @@ def _print_logins(path: Path) -> None:
     click.echo(path.read_text(encoding="utf-8"))
 
 
+# Migrations that add keyed indexes or sums the database cannot compute itself (they need the
+# keys, which never reach the database): what to run after them on an existing database.
+# ``dr-panel start`` runs them itself; a production upgrade runs the commands by hand (README).
+FILL_AFTER = (
+    (14, "alerts reindex-names", "the name and address tokens the identifier detector uses"),
+    (15, "trends rebuild", "the cell keys of the trend counts (disclosure control)"),
+)
+
+
+def _schema_revision() -> int | None:
+    """The number of the database's current migration (13 for 0013_...), None when empty."""
+    from alembic.runtime.migration import MigrationContext
+
+    with db.engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    return int(current.split("_", 1)[0]) if current else None
+
+
+def _fill_after_upgrade(was: int | None) -> None:
+    """After upgrading an existing database past a migration in ``FILL_AFTER``, fill what it
+    added. A new database has nothing to fill: intake fills it as cases arrive."""
+    if was is None:
+        return
+    context = click.get_current_context()
+    for number, command, what in FILL_AFTER:
+        if was < number:
+            click.echo(f"Filling {what} (dr-panel {command})...")
+            group, name = command.split()
+            sub = main.get_command(context, group)
+            assert isinstance(sub, click.Group)
+            context.invoke(sub.commands[name])
+
+
 @main.command("start")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
@@ -279,7 +312,9 @@ def start(host: str, port: int) -> None:
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     click.echo("Applying database migrations...")
+    was = _schema_revision()
     upgrade()
+    _fill_after_upgrade(was)
     has_users = db.session.scalar(select(func.count()).select_from(User))
     if app.config["ALLOW_DEMO_DATA"]:
         if not has_users:

@@ -10,7 +10,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, inspect, select, text
 
 from config import normalise_database_url
 from dr_panel import create_app
@@ -67,5 +67,41 @@ def test_upgrade_matches_models_and_downgrade_empties(tmp_path: Any, empty_datab
         assert left == set()
         upgrade()  # and back up again, cleanly
         assert "users" in inspect(db.engine).get_table_names()
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_start_fills_what_an_upgrade_cannot_compute(tmp_path: Any, empty_database: str) -> None:
+    """A database made before migrations 0014 (name and address tokens) and 0015 (the trend
+    counts' cell keys) holds people the identifier detector cannot find and counts whose key
+    sums are zero. ``dr-panel start`` fills both after upgrading, as the README says."""
+    import click
+
+    from dr_panel.alerts.leakgate import check_fields, names_to_index
+    from dr_panel.cases.identity import unseal
+    from dr_panel.cases.models import Case
+    from dr_panel.cli import _fill_after_upgrade, _schema_revision, main
+    from dr_panel.trends import aggregates
+
+    app = create_app(make_config(tmp_path, SQLALCHEMY_DATABASE_URI=empty_database))
+    runner = app.test_cli_runner()
+    with app.app_context():
+        upgrade()
+        assert runner.invoke(main, ["demo", "load"]).exit_code == 0
+        downgrade(revision="0013_retired_references")
+        db.session.remove()
+        assert _schema_revision() == 13
+
+        upgrade()
+        name = unseal(db.session.scalars(select(Case)).first().person).full_name
+        assert names_to_index() > 0 and not check_fields({"text": f"We think {name} died."})
+        counted, cube, _, key_sums = aggregates.count_all()
+        _, _, stored_keys = aggregates.stored()
+        assert any(key_sums[k] != stored_keys[k] for k in cube)
+
+        with click.Context(main):
+            _fill_after_upgrade(13)
+        assert names_to_index() == 0 and check_fields({"text": f"We think {name} died."})
+        assert runner.invoke(main, ["trends", "verify"]).exit_code == 0
         db.session.remove()
         db.engine.dispose()

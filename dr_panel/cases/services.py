@@ -556,20 +556,12 @@ def reveal(case: Case, *, reason: str, by: Any, via: str = "page") -> ident.Iden
     The reason goes to the append-only audit log, so it is checked for identifiers first
     (``dr_panel.privacy.reasons``): one that carries an identifier raises ``ReasonRefused``
     after a refusal entry (without the reason) is added; the caller commits either way."""
-    from dr_panel.privacy.reasons import ReasonRefused, checked_reason
+    from dr_panel.privacy.reasons import reason_for_audit
 
-    try:
-        stored = checked_reason(reason, user=by)
-    except ReasonRefused as refused:
-        record(
-            "case.reveal",
-            outcome=Outcome.DENIED,
-            actor=by,
-            object_type="cases",
-            object_uuid=case.uuid,
-            details={"via": via, "why": "identifier in reason", "kinds": refused.kinds},
-        )
-        raise
+    stored = reason_for_audit(
+        reason, by=by, action="case.reveal", object_type="cases", object_uuid=case.uuid,
+        details={"via": via},
+    )
     record(
         "case.reveal",
         actor=by,

@@ -59,3 +59,27 @@ def checked_reason(reason: str, *, user: Any, today: date | None = None) -> str:
     for start, end in reversed(spans):
         text = text[:start] + REMOVED + text[end:]
     return text
+
+
+def reason_for_audit(
+    reason: str, *, by: Any, action: str, object_type: str, object_uuid: Any,
+    details: dict[str, Any],
+) -> str:
+    """The reason as the audit entry of ``action`` may carry it, or ``ReasonRefused`` after a
+    refusal entry of that action (the kinds found, never the text) is added to the caller's
+    transaction. One rule for every page that asks why (reveal, subject access)."""
+    from dr_panel.audit.models import Outcome
+    from dr_panel.audit.services import record
+
+    try:
+        return checked_reason(reason, user=by)
+    except ReasonRefused as refused:
+        record(
+            action,
+            outcome=Outcome.DENIED,
+            actor=by,
+            object_type=object_type,
+            object_uuid=object_uuid,
+            details={**details, "why": "identifier in reason", "kinds": refused.kinds},
+        )
+        raise

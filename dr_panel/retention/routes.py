@@ -11,6 +11,7 @@ from flask_login import current_user
 from dr_panel.auth.models import Role, User
 from dr_panel.cases.models import Case
 from dr_panel.extensions import db
+from dr_panel.privacy.reasons import ReasonRefused
 from dr_panel.retention import subject_access as sar
 from dr_panel.retention.forms import SubjectAccessForm
 from dr_panel.security import get_or_404, roles
@@ -47,7 +48,14 @@ def subject_access(uuid: str) -> Any:
             "retention/subject_access_form.html", case=case, form=form, refusal=None
         ), status
     fmt = "json" if form.download.data else "html"
-    content = sar.export(case, reason=form.reason.data or "", by=me(), fmt=fmt)
+    try:
+        content = sar.export(case, reason=form.reason.data or "", by=me(), fmt=fmt)
+    except ReasonRefused as refused:
+        db.session.commit()  # the refusal's audit entry; nothing was exported
+        form.reason.errors = [str(refused)]
+        return render_template(
+            "retention/subject_access_form.html", case=case, form=form, refusal=None
+        ), 400
     db.session.commit()
     if fmt == "json":
         return Response(

@@ -86,15 +86,23 @@ def refuse(case: Case, *, by: Any, why: str) -> None:
 
 
 def export(case: Case, *, reason: str, by: Any, fmt: str) -> dict[str, Any]:
-    """Build the export and audit it in the caller's transaction (the caller commits)."""
+    """Build the export and audit it in the caller's transaction (the caller commits). The
+    reason is checked for identifiers first, as a reveal reason is: ``ReasonRefused`` after a
+    refusal entry."""
+    from dr_panel.privacy.reasons import reason_for_audit
+
     held = scope(case, by)
+    stored = reason_for_audit(
+        reason, by=by, action="subject_access.export", object_type="cases",
+        object_uuid=case.uuid, details={"format": fmt},
+    )
     content = build(held, generated_by=getattr(by, "email", ""))
     record(
         "subject_access.export",
         actor=by,
         object_type="cases",
         object_uuid=case.uuid,
-        reason=reason.strip(),
+        reason=stored,
         details={"format": fmt, "cases": len(held.cases), "person": str(held.person.uuid)},
     )
     return content

@@ -142,3 +142,25 @@ def test_the_export_never_tells_whether_another_area_holds_more(
     text = json.dumps(a)
     assert elsewhere.reference not in text and "Blackburn" not in text
     assert "died" not in text.lower() and "death" not in text.lower()
+
+
+@pytest.mark.parametrize("reason", [
+    "Request from 999 000 0018 by post",  # the person's own NHS number
+    f"Asked for by {NAME}",  # their name: the coordinator may see them, so it is refused
+    "Letter from their solicitor, 14 Acacia Avenue",
+])
+def test_a_reason_carrying_an_identifier_is_refused_and_nothing_is_exported(
+    app: Any, coordinator: Any, case: Any, login: Any, reason: str
+) -> None:
+    """The reason stays in the append-only audit log for good: checked as a reveal reason is."""
+    client = app.test_client()
+    login(client, coordinator)
+    response = client.post(f"/cases/{case.uuid}/subject-access",
+                           data={"reason": reason, "download": "1"})
+    text = response.get_data(as_text=True)
+    assert response.status_code == 400 and response.mimetype == "text/html"
+    assert "without naming or numbering anyone" in text and "999 000 0018" not in text.replace(
+        reason, "")
+    refused = entries("subject_access.export")
+    assert [e.outcome for e in refused] == [Outcome.DENIED]
+    assert refused[0].reason is None and "0018" not in (refused[0].details or "")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from flask_wtf import FlaskForm
-from wtforms import SelectField, SelectMultipleField, widgets
+from wtforms import SelectField, SelectMultipleField, TextAreaField, widgets
+from wtforms.validators import DataRequired, Length
 
 
 class EmptyForm(FlaskForm):
@@ -51,3 +52,19 @@ def plain_number(value: float) -> str:
     """A number as a person writes it in a form or a message: 0.000001, not 1e-06; 10, not
     10.0 (six decimal places at most)."""
     return f"{value:.6f}".rstrip("0").rstrip(".")
+
+
+def audit_reason_field(label: str, required: str) -> TextAreaField:
+    """The "why" of an access to someone's identifiers (reveal, subject access): 10 to 300
+    characters, kept in the audit log with the person's name, and checked for identifiers by
+    ``dr_panel.privacy.reasons`` before it is stored."""
+    return TextAreaField(
+        label,
+        validators=[
+            DataRequired(required),
+            Length(min=10, max=300, message="Give a reason of 10 to 300 characters."),
+        ],
+        description="Recorded in the audit log with your name. Do not type names or other "
+        "identifiers here.",
+        render_kw={"rows": 2},
+    )

@@ -16,11 +16,11 @@ from wtforms import (
     TextAreaField,
 )
 from wtforms import SelectChoice as Opt
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms.validators import DataRequired, Optional
 
 from dr_panel.cases.models import Substance
 from dr_panel.cases.services import ENUMS, IDENTITY_FIELDS, LABELS
-from dr_panel.forms import CheckboxListField, ChoiceField
+from dr_panel.forms import CheckboxListField, ChoiceField, audit_reason_field
 
 # (legend, fields) in page order. The short form for partner agencies uses SHORT.
 GROUPS: list[tuple[str, list[str]]] = [
@@ -173,18 +173,10 @@ def form_values(form: FlaskForm) -> dict[str, Any]:
 
 
 class RevealForm(FlaskForm):
-    reason = TextAreaField(
+    reason = audit_reason_field(
         "Why do you need to see who this person is?",
-        validators=[
-            DataRequired(
-                "Say why you need to see who this is, for example: checking our "
-                "records before the panel meeting."
-            ),
-            Length(min=10, max=300, message="Give a reason of 10 to 300 characters."),
-        ],
-        description="Recorded in the audit log with your name. Do not type names or other "
-        "identifiers here.",
-        render_kw={"rows": 2},
+        "Say why you need to see who this is, for example: checking our records before the "
+        "panel meeting.",
     )
     submit = SubmitField("Show who this is")
 

@@ -119,6 +119,8 @@ class Config:
     # Second factor: required, for the roles that can reach identifiers (and admins), when on.
     REQUIRE_2FA: bool = False
     TOTP_ISSUER: str = "dr-panel"
+    # API tokens expire this many days after creation or their last renewal (1 to 366).
+    API_TOKEN_DAYS: int = 90
 
     # Passwords: NIST SP 800-63B lengths; argon2id at RFC 9106 / OWASP strength.
     PASSWORD_MIN_LENGTH: int = 12
@@ -160,9 +162,11 @@ class Config:
     # Absolute links in e-mails: BASE_URL + the route's path (URLs carry UUIDs only).
     BASE_URL: str = "http://127.0.0.1:5000"
 
-    # Alert broadcast (dr_panel.alerts.broadcast): webhooks must be https; plain http only to
-    # localhost/127.0.0.1, and only where this is on (never in production).
-    WEBHOOK_ALLOW_LOCAL_HTTP: bool = True
+    # Alert broadcast (dr_panel.alerts.broadcast): webhooks go to https:// and a public DNS
+    # name whose every address is checked at send time (dr_panel.alerts.webhooks). This admits
+    # receivers on this machine too (http or https to 127.0.0.1, [::1] or localhost): on in
+    # development and testing, off by default, and production refuses to start with it.
+    WEBHOOK_ALLOW_LOOPBACK: bool = False
     WEBHOOK_TIMEOUT: float = 10.0
     WEBHOOK_RETRY_BASE: float = 30.0  # seconds; doubles per attempt, full jitter
     WEBHOOK_RETRY_CAP: float = 6 * 3600.0
@@ -220,6 +224,7 @@ class DevelopmentConfig(Config):
     ENV_NAME: str = "development"
     GENERATE_KEYS: bool = True
     ALLOW_DEMO_DATA: bool = True
+    WEBHOOK_ALLOW_LOOPBACK: bool = True  # the demo's partner endpoint, local receivers
 
 
 @dataclass(frozen=True)
@@ -233,6 +238,8 @@ class TestingConfig(Config):
     ARGON2_TIME_COST: int = 1
     ARGON2_MEMORY_COST: int = 8192
     ARGON2_PARALLELISM: int = 1
+    # The suite's webhook receivers listen on 127.0.0.1; tests of the rules turn this off.
+    WEBHOOK_ALLOW_LOOPBACK: bool = True
 
 
 @dataclass(frozen=True)
@@ -242,7 +249,6 @@ class ProductionConfig(Config):
     SESSION_COOKIE_SECURE: bool = True
     PREFERRED_URL_SCHEME: str = "https"
     MAIL_TRANSPORT: str = "smtp"
-    WEBHOOK_ALLOW_LOCAL_HTTP: bool = False
 
 
 PROFILES: dict[str, type[Config]] = {
@@ -265,6 +271,7 @@ def load_config(name: str | None = None, **overrides: Any) -> Config:
         "SQLALCHEMY_DATABASE_URI": normalise_database_url(url),
         "KEYS_FILE": os.environ.get("DR_PANEL_KEYS_FILE", str(instance / "keys.json")),
         "REQUIRE_2FA": _env_bool("REQUIRE_2FA", base.REQUIRE_2FA),
+        "API_TOKEN_DAYS": _env_whole("API_TOKEN_DAYS", base.API_TOKEN_DAYS, 1, 366, "days"),
         "RATELIMIT_STORAGE_URI": os.environ.get(
             "RATELIMIT_STORAGE_URI", base.RATELIMIT_STORAGE_URI
         ),
@@ -282,6 +289,7 @@ def load_config(name: str | None = None, **overrides: Any) -> Config:
         "MAIL_PASSWORD": os.environ.get("MAIL_PASSWORD", base.MAIL_PASSWORD),
         "MAIL_FROM": os.environ.get("MAIL_FROM", base.MAIL_FROM),
         "BASE_URL": os.environ.get("BASE_URL", base.BASE_URL),
+        "WEBHOOK_ALLOW_LOOPBACK": _env_bool("WEBHOOK_ALLOW_LOOPBACK", base.WEBHOOK_ALLOW_LOOPBACK),
         "BROADCAST_CLAIM": timedelta(
             seconds=_env_int(
                 "BROADCAST_CLAIM_SECONDS", int(base.BROADCAST_CLAIM.total_seconds())

@@ -129,6 +129,11 @@ def _load_keys(app: Flask, config: Config) -> None:
         raise StartupError(f"dr-panel cannot start: {err}. See 'Keys' in README.md.") from None
     if production and config.DEBUG:
         raise StartupError("dr-panel cannot start: DEBUG must be off in production.")
+    if production and config.WEBHOOK_ALLOW_LOOPBACK:
+        raise StartupError(
+            "dr-panel cannot start: WEBHOOK_ALLOW_LOOPBACK must be off in production (webhooks "
+            "go only to public https endpoints)."
+        )
     if config.BANK_HOLIDAY_REGION not in BANK_HOLIDAY_REGIONS:
         raise StartupError(
             "dr-panel cannot start: BANK_HOLIDAY_REGION must be one of "

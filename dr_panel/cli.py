@@ -72,12 +72,27 @@ def users() -> None:
 )
 @click.option("--agency", help="Agency code, e.g. POLICE (panel members and contributors).")
 @click.option("--name", "display_name", help="Full name (defaults to the e-mail's local part).")
+@click.option(
+    "--send-link",
+    is_flag=True,
+    help="Read no password: e-mail the person a link to choose their own (24 hours).",
+)
 @with_appcontext
 def users_create(
-    email: str, role: str, areas: tuple[str, ...], agency: str | None, display_name: str | None
+    email: str,
+    role: str,
+    areas: tuple[str, ...],
+    agency: str | None,
+    display_name: str | None,
+    send_link: bool,
 ) -> None:
-    """Create an account. The password is prompted for (or read from standard input)."""
-    password = read_password()
+    """Create an account. The password is prompted for (or read from standard input), or with
+    --send-link the person is e-mailed a link to choose their own.
+
+    Typing a password here is kept for the operator on the server making the first admin
+    (there may be no mail yet, and whoever runs this already holds the database and the keys).
+    Admins in the app never see a password: their accounts get a link."""
+    password = None if send_link else read_password()
     details = accounts.AccountDetails(
         email=email,
         display_name=display_name or email.split("@")[0],
@@ -91,6 +106,8 @@ def users_create(
         fail(str(err))
     db.session.commit()
     click.echo(f"Created {user.role.label.lower()} {user.email} ({user.uuid}).")
+    if send_link:
+        click.echo("A link to choose a password is in the e-mail outbox; it works once, 24 hours.")
 
 
 def _user_or_fail(email: str) -> User:

@@ -54,6 +54,18 @@ def plain_number(value: float) -> str:
     return f"{value:.6f}".rstrip("0").rstrip(".")
 
 
+def whole_number(raw: str | None, *, default: int | None = None) -> int | None:
+    """A whole number as a form's hidden ``version`` or ``revision`` (or ``?page=``) carries it,
+    or ``default`` for anything else. ``str.isdigit`` also accepts "²" and other digits that
+    ``int`` refuses, and ``int`` refuses more than 4,300 digits: a tampered field must read as
+    stale or absent, never answer 500. Ten ASCII digits at most (a 32-bit column's range)."""
+    text = (raw or "").strip()
+    if not text or len(text) > 10 or not (text.isascii() and text.isdigit()):
+        return default
+    value = int(text)
+    return value if value < 2**31 else default
+
+
 def audit_reason_field(label: str, required: str) -> TextAreaField:
     """The "why" of an access to someone's identifiers (reveal, subject access): 10 to 300
     characters, kept in the audit log with the person's name, and checked for identifiers by

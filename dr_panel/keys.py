@@ -39,6 +39,7 @@ from dr_panel.audit.models import Outcome
 from dr_panel.audit.services import record
 from dr_panel.crypto import FIELD_PREFIX, KEY_BYTES, DecryptionError, KeyConfigError, KeyRing
 from dr_panel.extensions import db
+from dr_panel.search import starts_with
 
 log = logging.getLogger("dr_panel.keys")
 
@@ -123,7 +124,7 @@ def _prefix(kid: str) -> str:
 
 def _under(spec: EncryptedColumn, kid: str) -> ColumnElement[bool]:
     """Values stored under key ``kid``: ``col LIKE 'v1:<kid>:%'`` (wildcards in ids escaped)."""
-    return _table(spec).c[spec.column].startswith(_prefix(kid), autoescape=True)
+    return starts_with(_table(spec).c[spec.column], _prefix(kid))
 
 
 def _has_value(col: Any) -> ColumnElement[bool]:

@@ -12,7 +12,15 @@ from dr_panel.alerts.models import (
     subscriber_areas,
 )
 from dr_panel.audit.models import AuditEntry, Outcome
-from dr_panel.auth.models import ApiToken, Role, User, UserSession, user_areas
+from dr_panel.auth.models import (
+    ApiToken,
+    PasswordLink,
+    PendingSignIn,
+    Role,
+    User,
+    UserSession,
+    user_areas,
+)
 from dr_panel.cases.models import Case, CaseEvent, Person, Substance, case_substances
 from dr_panel.mail.models import OutboxMessage
 from dr_panel.privacy.models import PersonToken
@@ -39,4 +47,5 @@ __all__ = [
     "Alert", "AlertVersion", "Assessment", "Delivery", "DrugReport", "Signal", "Subscriber",
     "alert_version_areas", "subscriber_areas",
     "PersonToken",
+    "PasswordLink", "PendingSignIn",
 ]

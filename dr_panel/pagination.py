@@ -9,11 +9,12 @@ from flask_sqlalchemy.pagination import Pagination
 from sqlalchemy import Select
 
 from dr_panel.extensions import db
+from dr_panel.forms import whole_number
 
 
 def paginate(stmt: Select[Any], per_page: int | None = None) -> Pagination:
-    raw = request.args.get("page", "1")
-    page = int(raw) if raw.isdigit() and 0 < int(raw) < 1_000_000 else 1
+    page = whole_number(request.args.get("page"), default=1) or 1
+    page = page if page < 1_000_000 else 1
     return db.paginate(
         stmt,
         page=page,

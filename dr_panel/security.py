@@ -19,7 +19,9 @@ from flask import (
     Flask,
     Response,
     current_app,
+    flash,
     g,
+    has_request_context,
     jsonify,
     make_response,
     redirect,
@@ -79,6 +81,112 @@ def wants_json() -> bool:
     return request.path.startswith("/api/")
 
 
+# -- which credential each route accepts --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The credentials a blueprint's routes accept. A credential a route does not accept
+    authenticates nobody there (``dr_panel.auth._load_from_request`` asks ``accepted_credentials``)
+    and a bearer token sent to such a route is refused with 401 before the view runs."""
+
+    token: bool = False
+    cookie: bool = True
+
+
+PAGES = Credentials()
+# Choice: the JSON API accepts API tokens only, never the session cookie. No page script calls
+# the API, so a cookie there could only be a browser sent by another site's page (cross-site
+# request forgery: the API is CSRF-exempt because it takes no cookie).
+API_ONLY = Credentials(token=True, cookie=False)
+# The feeds (GET only) take either: partner systems send a token, the archive's CAP links ride on
+# the signed-in session. A feed changes nothing, so the cookie there cannot be forged into harm.
+FEEDS = Credentials(token=True, cookie=True)
+
+CREDENTIALS: dict[str, Credentials] = {"api": API_ONLY, "feeds": FEEDS}
+
+
+def accepted_credentials() -> Credentials:
+    """What the current request's route accepts: by blueprint, pages unless listed above."""
+    if not has_request_context():
+        return PAGES
+    return CREDENTIALS.get(request.blueprint or "", PAGES)
+
+
+def bearer_token() -> str | None:
+    """The token of an ``Authorization: Bearer`` header (scheme in any case, RFC 9110), "" for
+    a header with the scheme and nothing after it, None when there is no such header."""
+    scheme, _, value = request.headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return value.strip()
+
+
+def _bearer_problem(status: int, title: str, detail: str, error: str) -> Response:
+    response = problem(status, title, detail)
+    response.headers["WWW-Authenticate"] = f'Bearer realm="dr-panel", error="{error}"'
+    return response
+
+
+def _deny_token_owner(token: Any, why: str) -> None:
+    """Audit a refused token against its owner (never the token); unknown tokens are not
+    written, so nobody can fill the audit log by sending made-up ones."""
+    if token is None:
+        return
+    record_now(
+        "access.denied",
+        outcome=Outcome.DENIED,
+        actor=token.user,
+        object_type="api_tokens",
+        object_uuid=token.uuid,
+        details={"endpoint": request.endpoint, "method": request.method, "why": why},
+    )
+
+
+def token_not_accepted() -> Response:
+    """401 for an API token on a page (account, second factor, sessions, tokens, admin...): a
+    token is for programs using the API and can never act as a signed-in person."""
+    from dr_panel.api.services import check_token
+
+    presented = bearer_token()
+    _deny_token_owner(check_token(presented).token if presented else None, "api token on a page")
+    return _bearer_problem(
+        401,
+        "API tokens are for the API only",
+        "This address is for people signed in with a browser, and an API token is never accepted "
+        "here. Programs use the JSON API under /api/v1/ and the alert feeds under /feeds/.",
+        "invalid_request",
+    )
+
+
+def token_refused() -> Response:
+    """The API's answer to a request it cannot authenticate: no token (a session cookie does
+    not count), or a token that is unknown, revoked, expired, or whose account may not use one
+    yet (403: a role that must use a second factor, before enrolling)."""
+    from dr_panel.api.services import TOKEN_REFUSALS
+
+    check = g.get("token_check")
+    if check is None or check.refusal is None:
+        return _bearer_problem(
+            401,
+            "Sign-in required",
+            "Send an API token as 'Authorization: Bearer <token>'. The API does not accept the "
+            "browser's session cookie; make a token on your API tokens page.",
+            "invalid_request",
+        )
+    _deny_token_owner(check.token, f"api token {check.refusal}")
+    if check.refusal == "second_factor":
+        return _bearer_problem(
+            403,
+            "Two-step verification needed",
+            TOKEN_REFUSALS["second_factor"],
+            "insufficient_scope",
+        )
+    return _bearer_problem(
+        401, "The API token is not valid", TOKEN_REFUSALS[check.refusal], "invalid_token"
+    )
+
+
 class Forbidden(HTTPException):
     code = 403
     description = "You do not have permission to do that."
@@ -102,6 +210,8 @@ def guard() -> Response | None:
     endpoint = request.endpoint
     if endpoint is None or endpoint == "static":
         return None  # unknown URL: the 404 handler answers
+    if bearer_token() is not None and not accepted_credentials().token:
+        return token_not_accepted()
     rule = access_rule(endpoint)
     if rule is None:
         log.error("endpoint %s declares no access rule; refusing", endpoint)
@@ -110,7 +220,7 @@ def guard() -> Response | None:
         return None
     if not current_user.is_authenticated:
         if wants_json():
-            return problem(401, "Sign-in required", "Send an API token as 'Authorization: Bearer'.")
+            return token_refused()
         return redirect(url_for("auth.login", next=safe_next(request.full_path)))
     if not rule.allows(current_user.role):
         deny(why="role")
@@ -259,9 +369,23 @@ def register_error_handlers(app: Flask) -> None:
         return render_error(500)
 
 
+def say_tokens_revoked(response: Response) -> Response:
+    """Tell the person whose action revoked API tokens (a password or second factor changed,
+    an account's access changed or it was disabled), once the change has committed."""
+    from dr_panel.api.services import NOTICES_KEY, take_revocation_notices
+
+    if not db.session.info.get(NOTICES_KEY):
+        return response
+    viewer = current_user.id if current_user and current_user.is_authenticated else None
+    for message in take_revocation_notices(viewer):
+        flash(message, "info")
+    return response
+
+
 def init_app(app: Flask) -> None:
     app.before_request(guard)
     app.after_request(security_headers)
+    app.after_request(say_tokens_revoked)
     register_error_handlers(app)
 
     @app.context_processor

@@ -28,6 +28,8 @@ MATRIX: dict[str, Any] = {
     "auth.login_code": PUBLIC,
     "auth.login_enrol": PUBLIC,
     "auth.login_new_password": PUBLIC,
+    "auth.forgot_password": PUBLIC,
+    "auth.set_password": PUBLIC,
     "main.home": SIGNED_IN,
     "auth.account": SIGNED_IN,
     "auth.change_password": SIGNED_IN,
@@ -182,7 +184,12 @@ MATRIX: dict[str, Any] = {
     "api_tokens.index": SIGNED_IN,
     "api_tokens.create": SIGNED_IN,
     "api_tokens.revoke": SIGNED_IN,
+    "api_tokens.renew": SIGNED_IN,
 }
+
+# Blueprints whose routes accept an API token (dr_panel.security.CREDENTIALS): the API, and the
+# feeds (GET only). Every other route answers a token 401.
+TOKEN_BLUEPRINTS = ("api", "feeds")
 
 # Requests that end the session go last, so the walk keeps its sign-in until the end.
 LAST = ("auth.end_other_sessions", "auth.logout")
@@ -221,15 +228,28 @@ def test_anonymous_reaches_only_public_endpoints(app: Flask, client: Any) -> Non
             assert "/login" in response.location, (endpoint, method)
 
 
+def _bearer(user: Any) -> dict[str, str]:
+    from dr_panel.api.services import create_token
+
+    _, plaintext = create_token(user, "matrix", by=user)
+    db.session.commit()
+    return {"Authorization": f"Bearer {plaintext}"}
+
+
 def test_each_role_reaches_exactly_its_endpoints(
     app: Flask, any_role: Role, create_user: Any, login: Any
 ) -> None:
-    client = app.test_client()
+    """Pages with the role's browser session; the API with the role's token (and no cookie)."""
+    client, program = app.test_client(), app.test_client()
     user = create_user(any_role)
+    headers = _bearer(user)
     assert login(client, user).status_code == 302
     for endpoint, method, url in requests_for(app):
         expected = MATRIX[endpoint]
-        response = client.open(url, method=method)
+        if url.startswith("/api/"):
+            response = program.open(url, method=method, headers=headers)
+        else:
+            response = client.open(url, method=method)
         assert response.status_code < 500, (endpoint, method)
         allowed = expected in (PUBLIC, SIGNED_IN) or any_role in expected
         if allowed:
@@ -279,3 +299,66 @@ def test_unknown_or_malformed_record_ids_answer_404(
     assert client.get(path.format(uuid.uuid4())).status_code == 404
     assert client.get(path.format("1")).status_code == 404
     assert client.get(path.format("'; drop table users; --")).status_code == 404
+
+
+# -- credentials: a token is for the API only, the cookie is for pages only ------------------------
+
+
+def test_a_valid_token_authenticates_no_page(app: Flask, any_role: Role, create_user: Any) -> None:
+    """An attacker holding only a token tries every page (account, second factor, sessions,
+    token and admin pages, sign-out, public pages too): each answers 401, never 200 or 500."""
+    user = create_user(any_role)
+    headers = _bearer(user)
+    client = app.test_client()
+    for endpoint, method, url in requests_for(app):
+        if endpoint.split(".")[0] in TOKEN_BLUEPRINTS:
+            continue
+        response = client.open(url, method=method, headers=headers, data={"code": "123456"})
+        assert response.status_code == 401, (endpoint, method, response.status_code)
+        assert response.mimetype == "application/problem+json", (endpoint, method)
+        assert "Bearer" in response.headers["WWW-Authenticate"], (endpoint, method)
+    # The scheme is case-insensitive: a lower-case one is no way round.
+    lower = {"Authorization": headers["Authorization"].replace("Bearer", "bearer")}
+    assert client.get("/account", headers=lower).status_code == 401
+    assert client.post("/logout", headers=headers).status_code == 401
+
+
+def test_a_token_on_a_page_is_audited_against_its_owner(
+    app: Flask, create_user: Any
+) -> None:
+    from dr_panel.audit.models import AuditEntry
+
+    user = create_user(Role.COORDINATOR)
+    headers = _bearer(user)
+    assert app.test_client().get("/account/two-factor", headers=headers).status_code == 401
+    entry = db.session.scalars(db.select(AuditEntry).order_by(AuditEntry.seq.desc())).first()
+    assert entry.action == "access.denied" and entry.actor_uuid == user.uuid
+    assert "api token on a page" in entry.details
+    assert headers["Authorization"][11:] not in entry.details
+
+
+def test_the_session_cookie_authenticates_no_api_route(
+    app: Flask, create_user: Any, login: Any
+) -> None:
+    """The API takes tokens only: a signed-in browser gets 401 on every route that is not
+    public, so no page on another site can act through it."""
+    client = app.test_client()
+    assert login(client, create_user(Role.COORDINATOR)).status_code == 302
+    assert client.get("/account").status_code == 200  # the cookie is good for pages
+    for endpoint, method, url in requests_for(app):
+        if not url.startswith("/api/") or MATRIX[endpoint] == PUBLIC:
+            continue
+        response = client.open(url, method=method, json={})
+        assert response.status_code == 401, (endpoint, method, response.status_code)
+        assert "cookie" in response.get_json()["detail"], (endpoint, method)
+
+
+def test_routes_that_take_both_credentials_change_nothing(app: Flask) -> None:
+    """The feeds accept a token or the cookie, so they must stay read-only (GET)."""
+    from dr_panel.security import CREDENTIALS
+
+    both = {name for name, c in CREDENTIALS.items() if c.token and c.cookie}
+    assert both == {"feeds"}
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint.split(".")[0] in both:
+            assert rule.methods <= {"GET", "HEAD", "OPTIONS"}, rule  # type: ignore[operator]

@@ -55,11 +55,19 @@ class UserForm(FlaskForm):
         ]
         self.areas.choices = [Opt(a.ons_code, a.label) for a in all_areas()]
 
+    def chosen_role(self) -> Role | None:
+        """The role picked, or None for anything that is not one (the select's own check says
+        so). Never an exception: other fields' checks run on garbage too (issue 13)."""
+        try:
+            return Role(self.role.data)
+        except ValueError:
+            return None
+
     def validate_agency(self, field):  # type: ignore[no-untyped-def]
-        if self.role.data and Role(self.role.data).needs_agency and not field.data:
+        role = self.chosen_role()
+        if role is not None and role.needs_agency and not field.data:
             raise ValidationError(
-                f"A {ROLE_LABELS[Role(self.role.data)].lower()} must belong to "
-                "an agency. Choose their agency."
+                f"A {ROLE_LABELS[role].lower()} must belong to an agency. Choose their agency."
             )
 
 

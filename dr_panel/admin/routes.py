@@ -16,6 +16,7 @@ from dr_panel.forms import EmptyForm
 from dr_panel.pagination import paginate
 from dr_panel.reference import services as reference
 from dr_panel.reference.models import Agency, Area, Sector
+from dr_panel.search import contains
 from dr_panel.security import get_or_404, roles
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -36,8 +37,10 @@ def users() -> Any:
     stmt = select(User).order_by(User.disabled_at.is_not(None), User.display_name)
     if form.validate():
         if form.q.data:
-            like = f"%{form.q.data.strip().lower()}%"
-            stmt = stmt.where(or_(func.lower(User.display_name).like(like), User.email.like(like)))
+            typed = form.q.data.strip().lower()
+            stmt = stmt.where(
+                or_(contains(func.lower(User.display_name), typed), contains(User.email, typed))
+            )
         if form.role.data:
             stmt = stmt.where(User.role == Role(form.role.data))
         if form.status.data == "active":
@@ -54,7 +57,7 @@ def _details(form: UserForm) -> accounts.AccountDetails:
     return accounts.AccountDetails(
         email=form.email.data,
         display_name=form.display_name.data,
-        role=Role(form.role.data),
+        role=Role(form.role.data),  # validated by the form
         area_codes=form.areas.data or [],
         agency_code=form.agency.data or None,
     )
@@ -66,15 +69,18 @@ def new_user() -> Any:
     form = UserForm()
     if form.validate_on_submit():
         try:
-            user, temp = accounts.create_user(_details(form), password=None, by=me())
+            user, _ = accounts.create_user(_details(form), password=None, by=me())
         except accounts.AccountError as err:
             db.session.rollback()
             form[err.field].errors.append(str(err))
         else:
             db.session.commit()
-            return render_template(
-                "admin/temporary_password.html", user=user, password=temp, created=True
+            flash(
+                f"Created {user.display_name}'s account. We have e-mailed them a link to choose "
+                "their own password; it works once, within 24 hours. Nobody else ever sees it.",
+                "success",
             )
+            return redirect(url_for("admin.edit_user", uuid=user.uuid))
     return render_template("admin/user_form.html", form=form, user=None)
 
 
@@ -106,16 +112,12 @@ def _account_action(uuid: str, action: Any, done: str) -> Any:
         flash("The form had expired, so nothing was changed. Try again.", "error")
         return redirect(url_for("admin.edit_user", uuid=user.uuid))
     try:
-        result = action(user)
+        action(user)
     except accounts.AccountError as err:
         db.session.rollback()
         flash(str(err), "error")
         return redirect(url_for("admin.edit_user", uuid=user.uuid))
     db.session.commit()
-    if isinstance(result, str):  # a temporary password, shown once
-        return render_template(
-            "admin/temporary_password.html", user=user, password=result, created=False
-        )
     flash(done.format(name=user.display_name), "success")
     return redirect(url_for("admin.edit_user", uuid=user.uuid))
 
@@ -143,7 +145,12 @@ def enable_user(uuid: str) -> Any:
 @bp.route("/users/<uuid>/reset-password", methods=["POST"])
 @admin_only
 def reset_password(uuid: str) -> Any:
-    return _account_action(uuid, lambda u: accounts.reset_password(u, by=me()), "")
+    return _account_action(
+        uuid,
+        lambda u: accounts.reset_password(u, by=me()),
+        "{name}'s password is reset: the old one no longer works and every session of theirs "
+        "has ended. We have e-mailed them a link to choose a new one.",
+    )
 
 
 @bp.route("/users/<uuid>/reset-second-factor", methods=["POST"])

@@ -37,6 +37,7 @@ from dr_panel.alerts.models import (
     Subscriber,
     subscriber_areas,
 )
+from dr_panel.audit.models import Outcome as AuditOutcome
 from dr_panel.audit.services import record
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
@@ -569,6 +570,7 @@ def _send_webhooks(
 ) -> None:
     """POST concurrently (a thread pool); record each outcome, in this thread, as it comes."""
     timeout = float(app.config["WEBHOOK_TIMEOUT"])
+    allow_loopback = bool(app.config["WEBHOOK_ALLOW_LOOPBACK"])
     bodies: dict[tuple[int, str], tuple[dict[str, str], str | None]] = {}
     signing: dict[int, list[str]] = {}
     jobs: list[tuple[Delivery, str, str]] = []
@@ -591,7 +593,7 @@ def _send_webhooks(
         delivery, url, body = job
         msg_id = webhooks.message_id(delivery.uuid)
         headers = webhooks.headers_for(signing[delivery.subscriber_id], msg_id, utcnow(), body)
-        return webhooks.post(url, body, headers, timeout)
+        return webhooks.post(url, body, headers, timeout, allow_loopback=allow_loopback)
 
     threads = max(1, min(int(app.config["WEBHOOK_THREADS"]), len(jobs)))
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dr-panel-hook") as pool:
@@ -622,6 +624,8 @@ def _record_webhook(
         counts["sent"] += 1
         return
     error = outcome.error or "failed"
+    if error.startswith(webhooks.REFUSED):
+        _audit_refused(session, delivery, error)
     if outcome.gone:
         _mark_failed(session, delivery, error, status=outcome.status, retry_at=None)
         _disable_endpoint(session, sub_id, "answered 410 Gone")
@@ -650,6 +654,18 @@ def _record_webhook(
     counts["failed"] += 1
     log.info("webhook %s failed (%s); retry at %s", delivery.uuid, error,
              retry_at.isoformat(timespec="seconds"))
+
+
+def _audit_refused(session: Session, delivery: Delivery, reason: str) -> None:
+    """A send refused by the outbound rules (a private address, a URL saved before them) is a
+    refusal: audited with its plain reason, never the URL or the address it resolved to."""
+    session.commit()
+    record("alerts.webhook.refused", outcome=AuditOutcome.DENIED,
+           actor_label="broadcast worker", object_type="subscribers",
+           object_uuid=delivery.subscriber.uuid, reason=reason[:200],
+           details={"delivery": str(delivery.uuid)})
+    db.session.commit()
+    log.warning("webhook %s refused by the outbound rules", delivery.uuid)
 
 
 def _disable_endpoint(session: Session, sub_id: int, reason: str) -> None:
@@ -763,31 +779,68 @@ def acknowledge(delivery: Delivery) -> bool:
 DASHBOARD_STATES = ("queued", "sent", "failed", "gave_up", "acknowledged")
 
 
+def _of_areas(area_ids: Any) -> Any:
+    """Deliveries to subscribers covering one of these areas (``Subscriber.can_view``'s rule)."""
+    return Delivery.subscriber_id.in_(
+        select(subscriber_areas.c.subscriber_id).where(
+            subscriber_areas.c.area_id.in_(set(area_ids or ()) or {-1})
+        )
+    )
+
+
+def _delivery_filters(
+    alert: Alert, status: str | None, channel: str | None, version: int | None
+) -> list[Any]:
+    where: list[Any] = [AlertVersion.alert_id == alert.id]
+    if status == "acknowledged":
+        where.append(Delivery.acknowledged_at.is_not(None))
+    elif status in {s.value for s in DeliveryStatus}:
+        where.append(Delivery.status == DeliveryStatus(status))
+    if channel in {c.value for c in Channel}:
+        where.append(Delivery.channel == Channel(channel))
+    if version is not None:
+        where.append(AlertVersion.number == version)
+    return where
+
+
 def delivery_query(
-    alert: Alert, *, status: str | None = None, channel: str | None = None,
+    alert: Alert, *, viewer: Any, status: str | None = None, channel: str | None = None,
     version: int | None = None,
 ) -> Select[tuple[Delivery]]:
-    """An alert's deliveries for the dashboard, newest version first, filtered."""
-    stmt = (
+    """An alert's deliveries for the dashboard, newest version first, filtered: only those to
+    subscribers of the viewer's areas. A network-wide alert also reaches subscribers of areas
+    the viewer does not work in; those are counted (``deliveries_elsewhere``), not named, as
+    their subscriber pages are closed to the viewer too."""
+    return (
         select(Delivery)
         .join(Delivery.version)
-        .where(AlertVersion.alert_id == alert.id)
+        .where(*_delivery_filters(alert, status, channel, version), _of_areas(viewer.area_ids))
         .options(joinedload(Delivery.subscriber), joinedload(Delivery.version))
         .order_by(AlertVersion.number.desc(), Delivery.id)
     )
-    if status == "acknowledged":
-        stmt = stmt.where(Delivery.acknowledged_at.is_not(None))
-    elif status in {s.value for s in DeliveryStatus}:
-        stmt = stmt.where(Delivery.status == DeliveryStatus(status))
-    if channel in {c.value for c in Channel}:
-        stmt = stmt.where(Delivery.channel == Channel(channel))
-    if version is not None:
-        stmt = stmt.where(AlertVersion.number == version)
-    return stmt
+
+
+def deliveries_elsewhere(
+    alert: Alert, *, viewer: Any, status: str | None = None, channel: str | None = None,
+    version: int | None = None,
+) -> int:
+    """How many of the filtered deliveries went to subscribers outside the viewer's areas."""
+    return int(
+        db.session.scalar(
+            select(func.count())
+            .select_from(Delivery)
+            .join(Delivery.version)
+            .where(*_delivery_filters(alert, status, channel, version),
+                   ~_of_areas(viewer.area_ids))
+        )
+        or 0
+    )
 
 
 def delivery_counts(alert: Alert) -> list[dict[str, Any]]:
-    """Per version and event: how many deliveries are in each state, and acknowledged."""
+    """Per version and event: how many deliveries are in each state, and acknowledged, across
+    the whole network. Counts of organisations and partner systems name no one, and the alert's
+    coordinators answer for it reaching everyone."""
     rows = db.session.execute(
         select(
             AlertVersion.number, Delivery.event, Delivery.status, func.count(),

@@ -7,10 +7,16 @@ from __future__ import annotations
 from typing import Any
 
 from flask import url_for
+from flask_login import current_user
 from sqlalchemy import Select
 
 from dr_panel.alerts import subscribers as subs
-from dr_panel.alerts.broadcast import DASHBOARD_STATES, delivery_counts, delivery_query
+from dr_panel.alerts.broadcast import (
+    DASHBOARD_STATES,
+    deliveries_elsewhere,
+    delivery_counts,
+    delivery_query,
+)
 from dr_panel.alerts.models import AUDIENCES, Alert, Channel, Delivery, Subscriber
 from dr_panel.api import openapi_parts as parts
 from dr_panel.api import services as api
@@ -130,12 +136,25 @@ def delivery_filters(args: Any) -> tuple[dict[str, Any] | None, dict[str, str]]:
     return filters, {}
 
 
-def deliveries_query(alert: Alert, filters: dict[str, Any]) -> Select[tuple[Delivery]]:
-    return delivery_query(alert, status=filters["status"], channel=filters["channel"],
-                          version=filters["version"])
+def _viewer(viewer: Any) -> Any:
+    return viewer if viewer is not None else current_user._get_current_object()
 
 
-def deliveries_body(alert: Alert, page: Any, filters: dict[str, Any], args: Any) -> dict[str, Any]:
+def _query_filters(filters: dict[str, Any]) -> dict[str, Any]:
+    return {k: filters[k] for k in ("status", "channel", "version")}
+
+
+def deliveries_query(
+    alert: Alert, filters: dict[str, Any], viewer: Any = None
+) -> Select[tuple[Delivery]]:
+    """The page of deliveries the signed-in coordinator may see: to their areas' subscribers
+    (``broadcast.delivery_query``); the rest are counted in ``elsewhere``."""
+    return delivery_query(alert, viewer=_viewer(viewer), **_query_filters(filters))
+
+
+def deliveries_body(
+    alert: Alert, page: Any, filters: dict[str, Any], args: Any, viewer: Any = None
+) -> dict[str, Any]:
     next_url = None
     if page.has_next:
         next_url = url_for("api.alert_deliveries", uuid=alert.uuid,
@@ -144,6 +163,8 @@ def deliveries_body(alert: Alert, page: Any, filters: dict[str, Any], args: Any)
         "alert": str(alert.uuid),
         "counts": delivery_counts(alert),
         "items": [delivery_json(d) for d in page.items],
+        "elsewhere": deliveries_elsewhere(alert, viewer=_viewer(viewer),
+                                          **_query_filters(filters)),
         "page": filters["page"],
         "per_page": filters["per_page"],
         "total": page.total,
@@ -225,8 +246,10 @@ def openapi_paths() -> dict[str, Any]:
             "parameters": [_uuid_param("alert")],
             "get": {
                 "operationId": "listAlertDeliveries",
-                "summary": "Who an alert's versions went to: counts per version and state, and "
-                "one page of deliveries; coordinators of the alert's area.",
+                "summary": "Who an alert's versions went to: counts per version and state "
+                "across the network, and one page of the deliveries to subscribers of your "
+                "areas ('elsewhere' counts the others, unnamed); coordinators of the alert's "
+                "area.",
                 "parameters": [
                     _query("status", {"type": "string", "enum": list(DASHBOARD_STATES)},
                            "Only deliveries in this state."),
@@ -259,7 +282,8 @@ def openapi_schemas() -> dict[str, Any]:
         "name": name,
         "organisation": {"type": ["string", "null"], "maxLength": 160},
         "address": {"type": "string", "minLength": 1, "maxLength": 500,
-                    "description": "E-mail address, or the webhook's https:// URL."},
+                    "description": "E-mail address, or the webhook's https:// URL with a "
+                    "public DNS name (no IP address, no local or internal name)."},
         "areas": areas,
         "audiences": audiences,
         "receives_restricted": {"type": "boolean"},
@@ -332,11 +356,15 @@ def openapi_schemas() -> dict[str, Any]:
                         "acknowledged_at": DATETIME_OR_NULL,
                     },
                 }},
+                "elsewhere": {"type": "integer", "minimum": 0,
+                              "description": "Deliveries matching the filters to subscribers "
+                              "outside your areas: counted, not listed."},
                 "page": {"type": "integer", "minimum": 1},
                 "per_page": {"type": "integer", "minimum": 1},
                 "total": {"type": "integer", "minimum": 0},
                 "next": NULLABLE_TEXT,
             },
-            "required": ["alert", "counts", "items", "page", "per_page", "total", "next"],
+            "required": ["alert", "counts", "items", "elsewhere", "page", "per_page", "total",
+                         "next"],
         },
     }

@@ -36,7 +36,9 @@ class SubscriberForm(FlaskForm):
     address = StringField(
         "E-mail address or webhook URL",
         validators=[DataRequired("Enter the e-mail address, or the webhook's https:// URL.")],
-        description="For e-mail: name@example.org. For a webhook: the partner's https:// URL.",
+        description="For e-mail: name@example.org. For a webhook: the partner's https:// URL "
+        "with its public DNS name, like https://alerts.partner.example.org/hooks (not an IP "
+        "address, nor a local or internal name).",
         render_kw={"autocomplete": "off", "maxlength": 500},
     )
     areas = CheckboxListField(

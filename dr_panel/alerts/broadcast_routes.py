@@ -9,7 +9,7 @@ POST   /ldis/subscribers/<uuid>                coordinator; ``Subscriber.can_edi
 POST   /ldis/subscribers/<uuid>/disable        coordinator; ``Subscriber.can_edit``
 POST   /ldis/subscribers/<uuid>/enable         coordinator; ``Subscriber.can_edit``
 POST   /ldis/subscribers/<uuid>/rotate-secret  coordinator; ``Subscriber.can_edit``, webhooks
-GET    /ldis/alerts/<uuid>/deliveries          coordinator; ``Alert.can_edit`` (its area)
+GET    /ldis/alerts/<uuid>/deliveries          coordinator; ``Alert.can_edit``; own areas' rows
 GET    /ldis/ack/<uuid>                        public: the e-mail's acknowledgement page
 POST   /ldis/ack/<uuid>                        public, with CSRF: acknowledge that delivery
 =====  ======================================  ============================================
@@ -27,7 +27,12 @@ from sqlalchemy import select
 from werkzeug.exceptions import NotFound
 
 from dr_panel.alerts import subscribers as subs
-from dr_panel.alerts.broadcast import acknowledge, delivery_counts, delivery_query
+from dr_panel.alerts.broadcast import (
+    acknowledge,
+    deliveries_elsewhere,
+    delivery_counts,
+    delivery_query,
+)
 from dr_panel.alerts.broadcast_forms import (
     DeliveryFilterForm,
     DisableForm,
@@ -242,10 +247,12 @@ def deliveries(uuid: str) -> Any:
             "channel": form.channel.data or None,
             "version": int(form.version.data) if form.version.data else None,
         }
-    page = paginate(delivery_query(alert, **filters), per_page=DELIVERIES_PER_PAGE)
+    page = paginate(delivery_query(alert, viewer=me(), **filters),
+                    per_page=DELIVERIES_PER_PAGE)
     return render_template(
         "alerts/deliveries.html", alert=alert, form=form, page=page,
-        counts=delivery_counts(alert),
+        counts=delivery_counts(alert), elsewhere=deliveries_elsewhere(alert, viewer=me(),
+                                                                     **filters),
     )
 
 

@@ -51,6 +51,7 @@ from dr_panel.audit.services import record
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
 from dr_panel.reference.models import Area
+from dr_panel.search import contains, starts_with
 
 CONTENT_FIELDS = (
     "title",
@@ -328,7 +329,7 @@ def _details(version: AlertVersion, **extra: Any) -> dict[str, Any]:
 def _next_reference(year: int) -> str:
     prefix = f"LDIS-{year}-"
     last = db.session.scalar(
-        select(func.max(Alert.reference)).where(Alert.reference.like(f"{prefix}%"))
+        select(func.max(Alert.reference)).where(starts_with(Alert.reference, prefix))
     )
     n = int(last.rsplit("-", 1)[1]) + 1 if last else 1
     return f"{prefix}{n:04d}"
@@ -758,8 +759,7 @@ def archive(user: Any, q: ArchiveQuery) -> Any:
         query = query.where(Alert.created_at < end)
     text = q.text.strip()
     if text:
-        like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        searched = AlertVersion.content.ilike(like, escape="\\")
+        searched = contains(AlertVersion.content, text, ignore_case=True)
         if user.role != "lead":  # leads see drafts of what they cover; others only issued text
             readable = AlertVersion.issued_at.is_not(None)
             if user.role == "coordinator":
@@ -768,7 +768,7 @@ def archive(user: Any, q: ArchiveQuery) -> Any:
                 )
             searched = searched & readable
         query = query.where(
-            Alert.reference.ilike(like, escape="\\")
+            contains(Alert.reference, text, ignore_case=True)
             | Alert.id.in_(select(AlertVersion.alert_id).where(searched))
         )
     return query.order_by(Alert.created_at.desc(), Alert.id.desc())

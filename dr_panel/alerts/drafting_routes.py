@@ -57,6 +57,7 @@ from dr_panel.alerts.routes import bp
 from dr_panel.auth.models import Role, User
 from dr_panel.dbtypes import parse_uuid
 from dr_panel.extensions import db
+from dr_panel.forms import whole_number
 from dr_panel.pagination import paginate
 from dr_panel.reference.models import Area
 from dr_panel.security import deny, get_or_404, roles
@@ -71,8 +72,7 @@ def me() -> User:
 
 
 def _revision(form: Any) -> int | None:
-    raw = form.revision.data or ""
-    return int(raw) if raw.isdigit() else None
+    return whole_number(form.revision.data)
 
 
 def deliveries_link(alert: Alert) -> str | None:

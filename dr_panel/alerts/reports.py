@@ -44,6 +44,7 @@ from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
 from dr_panel.privacy.visibility import person_ids_of, split_findings
 from dr_panel.reference.models import Area
+from dr_panel.search import starts_with
 
 # The free-text fields, in the order the forms show them, with their labels and limits.
 TEXT_FIELDS: dict[str, tuple[str, int]] = {
@@ -165,7 +166,7 @@ def next_reference(year: int) -> str:
     prefix = f"DC-{year}-"
     last = db.session.scalar(
         select(func.max(cast(func.substr(DrugReport.reference, len(prefix) + 1), Integer))).where(
-            DrugReport.reference.like(prefix + "%")
+            starts_with(DrugReport.reference, prefix)
         )
     )
     return f"{prefix}{(last or 0) + 1:04d}"

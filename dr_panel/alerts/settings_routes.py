@@ -28,7 +28,7 @@ from dr_panel.alerts import signals as sig
 from dr_panel.alerts.forms import SignalSettingsForm
 from dr_panel.alerts.routes import bp, coordinators, me
 from dr_panel.extensions import db
-from dr_panel.forms import EmptyForm, plain_number
+from dr_panel.forms import EmptyForm, plain_number, whole_number
 from dr_panel.reference.models import Area
 from dr_panel.security import get_or_404
 
@@ -75,7 +75,7 @@ def edit_signal_settings(uuid: str) -> Any:
         )
         raw_revision = (form.revision.data or "0").strip()
         # A revision that is not a number (a tampered page) is treated as stale.
-        revision = int(raw_revision) if raw_revision.isdigit() else -1
+        revision = whole_number(raw_revision, default=-1)
         try:
             changed = sig.save_area_settings(area, chosen, by=me(), revision=revision)
         except (sig.StaleSettings, StaleDataError, IntegrityError):

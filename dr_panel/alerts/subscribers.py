@@ -28,6 +28,7 @@ from dr_panel.crypto import KeyRing
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
 from dr_panel.reference.models import Area
+from dr_panel.search import contains
 
 TABLE = "subscribers"
 NAME_MAX = 160
@@ -112,7 +113,7 @@ def _email(value: str | None) -> str:
 def _url(value: str | None) -> str:
     url = (value or "").strip()
     problem = webhooks.url_problem(
-        url, allow_local_http=bool(current_app.config["WEBHOOK_ALLOW_LOCAL_HTTP"])
+        url, allow_loopback=bool(current_app.config["WEBHOOK_ALLOW_LOOPBACK"])
     )
     if problem:
         raise SubscriberError(problem, "address")
@@ -301,11 +302,11 @@ def query_for(user: Any, *, channel: str | None = None, status: str | None = Non
     elif status == "disabled":
         stmt = stmt.where(Subscriber.is_active.is_(False))
     if q:
-        like = f"%{q.strip().lower()}%"
+        typed = q.strip().lower()
         stmt = stmt.where(
             or_(
-                func.lower(Subscriber.name).like(like),
-                func.lower(Subscriber.organisation).like(like),
+                contains(func.lower(Subscriber.name), typed),
+                contains(func.lower(Subscriber.organisation), typed),
             )
         )
     return stmt

@@ -55,8 +55,9 @@ def tokens_create(email: str, name: str) -> None:
         _fail(str(err))
     db.session.commit()
     click.echo(
-        f"API token '{token.name}' for {user.email}. It is shown only this once and cannot be "
-        "shown again: store it now where only the program that needs it can read it.",
+        f"API token '{token.name}' for {user.email}, expiring {_when(token.expires_at)}. It is "
+        "shown only this once and cannot be shown again: store it now where only the program "
+        "that needs it can read it.",
         err=True,
     )
     click.echo(plaintext)
@@ -72,11 +73,14 @@ def tokens_list(email: str) -> None:
     if not found:
         click.echo(f"{user.email} has no API tokens.")
         return
-    click.echo(f"{'starts with':16} {'created':20} {'last used':20} {'revoked':20} name")
+    click.echo(
+        f"{'starts with':16} {'created':20} {'last used':20} {'expires':20} {'revoked':20} name"
+    )
     for t in found:
         click.echo(
             f"{api.TOKEN_PREFIX + t.prefix:16} {_when(t.created_at):20} "
-            f"{_when(t.last_used_at):20} {_when(t.revoked_at):20} {t.name}"
+            f"{_when(t.last_used_at):20} {_when(t.expires_at):20} {_when(t.revoked_at):20} "
+            f"{t.name}"
         )
 
 

@@ -1241,7 +1241,13 @@ def document(
                     "scheme": "bearer",
                     "description": "A personal API token, 'drp_' and 43 more characters. Shown "
                     "once when made; revoke it at /account/tokens or with 'dr-panel tokens "
-                    "revoke'. Never put it in a URL.",
+                    "revoke'. Never put it in a URL. It expires (90 days by default; the owner "
+                    "renews it at /account/tokens) and is revoked when its account's password, "
+                    "two-step verification, role, areas or agency change or the account is "
+                    "disabled. Where two-step verification is required, it works only once its "
+                    "owner has set that up (403 until then). The browser's session cookie is not "
+                    "accepted by the API, and a token is accepted nowhere but the API and the "
+                    "alert feeds.",
                 }
             },
             "schemas": {

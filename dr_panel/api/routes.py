@@ -50,11 +50,19 @@ DELETE /api/v1/signal-settings/<area uuid>   coordinator; ``Area.can_view``: the
 GET    /account/tokens                       signed in, in a browser: their own tokens
 POST   /account/tokens                       signed in, in a browser: create one
 POST   /account/tokens/<uuid>/revoke         signed in, in a browser: their own token only
+POST   /account/tokens/<uuid>/renew          signed in, in a browser: their own live token only
 =====  ====================================  ===========================================
 
 The API calls the same services as the pages (``dr_panel.cases.services``) and answers every
-error as RFC 9457 problem details. A token cannot manage tokens: the token pages refuse requests
-that authenticate with one, so a leaked token cannot make itself a successor.
+error as RFC 9457 problem details.
+
+Credentials (``dr_panel.security.CREDENTIALS``): the API accepts an API token and nothing else.
+The browser's session cookie authenticates nobody under ``/api/``, so another site's page cannot
+act through a signed-in person's browser (the API is CSRF-exempt for that reason), and a token
+authenticates nobody outside the API and the feeds: the token pages, account, second-factor,
+session and admin pages answer it 401, so a leaked token cannot make itself a successor or
+replace its owner's second factor. Tokens expire (``API_TOKEN_DAYS``, 90 by default); the owner
+renews a live one here.
 """
 
 from __future__ import annotations
@@ -67,7 +75,6 @@ from flask import (
     Response,
     current_app,
     flash,
-    g,
     jsonify,
     redirect,
     render_template,
@@ -94,6 +101,7 @@ from dr_panel.cases.services import (
     reveal,
     visible_cases,
 )
+from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import csrf, db
 from dr_panel.forms import EmptyForm
 from dr_panel.privacy.reasons import ReasonRefused
@@ -1133,12 +1141,6 @@ def cancel_alert(uuid: str) -> Any:
 # -- token pages --------------------------------------------------------------------------------
 
 
-@tokens_bp.before_request
-def _browser_only() -> None:
-    if g.get("api_token") is not None:
-        deny(why="api token used on the token pages")
-
-
 @tokens_bp.get("")
 @signed_in
 def index() -> Any:
@@ -1147,7 +1149,13 @@ def index() -> Any:
 
 def _tokens_page(form: TokenForm) -> Any:
     return render_template(
-        "api/tokens.html", form=form, tokens=api.tokens_of(me()), prefix=api.TOKEN_PREFIX
+        "api/tokens.html",
+        form=form,
+        tokens=api.tokens_of(me()),
+        prefix=api.TOKEN_PREFIX,
+        now=utcnow(),
+        days=current_app.config["API_TOKEN_DAYS"],
+        needs_second_factor=api.second_factor_missing(me()),
     )
 
 
@@ -1170,9 +1178,7 @@ def create() -> Any:
 @tokens_bp.post("/<uuid>/revoke")
 @signed_in
 def revoke(uuid: str) -> Any:
-    token = get_or_404(ApiToken, uuid, need="edit")
-    if token.user_id != me().id:  # these pages are for one's own tokens, admins included
-        deny(status=404, object_type="api_tokens", object_uuid=token.uuid, why="record:own")
+    token = _own_token(uuid)
     if not EmptyForm().validate_on_submit():
         flash("The form had expired, so nothing was changed. Try again.", "error")
         return redirect(url_for("api_tokens.index"))
@@ -1185,6 +1191,35 @@ def revoke(uuid: str) -> Any:
         db.session.commit()
         flash(
             f"Revoked the token '{token.name}'. Programs using it are refused from now on.",
+            "success",
+        )
+    return redirect(url_for("api_tokens.index"))
+
+
+def _own_token(uuid: str) -> ApiToken:
+    token: ApiToken = get_or_404(ApiToken, uuid, need="edit")
+    if token.user_id != me().id:  # these pages are for one's own tokens, admins included
+        deny(status=404, object_type="api_tokens", object_uuid=token.uuid, why="record:own")
+    return token
+
+
+@tokens_bp.post("/<uuid>/renew")
+@signed_in
+def renew(uuid: str) -> Any:
+    token = _own_token(uuid)
+    if not EmptyForm().validate_on_submit():
+        flash("The form had expired, so nothing was changed. Try again.", "error")
+        return redirect(url_for("api_tokens.index"))
+    try:
+        api.renew_token(token, by=me())
+    except api.TokenError as err:
+        db.session.rollback()
+        flash(str(err), "error")
+    else:
+        db.session.commit()
+        flash(
+            f"Renewed the token '{token.name}': it now expires on "
+            f"{token.expires_at:%d %B %Y at %H:%M} UTC.",
             "success",
         )
     return redirect(url_for("api_tokens.index"))

@@ -16,6 +16,7 @@ from dr_panel.auth.models import Role
 from dr_panel.dbtypes import UTC, parse_uuid
 from dr_panel.forms import ChoiceField, GetForm
 from dr_panel.pagination import paginate
+from dr_panel.search import contains, starts_with
 from dr_panel.security import roles
 
 bp = Blueprint("audit", __name__, url_prefix="/admin/audit")
@@ -53,9 +54,9 @@ def log() -> Any:
     stmt = select(AuditEntry).order_by(AuditEntry.seq.desc())
     if form.validate():
         if form.actor.data:
-            stmt = stmt.where(AuditEntry.actor_label.like(f"%{form.actor.data.strip().lower()}%"))
+            stmt = stmt.where(contains(AuditEntry.actor_label, form.actor.data.strip().lower()))
         if form.action.data:
-            stmt = stmt.where(AuditEntry.action.startswith(form.action.data.strip()))
+            stmt = stmt.where(starts_with(AuditEntry.action, form.action.data.strip()))
         if form.outcome.data:
             stmt = stmt.where(AuditEntry.outcome == Outcome(form.outcome.data))
         if form.record.data:

@@ -10,12 +10,19 @@ from dr_panel.extensions import login_manager
 
 def _load_from_request(request: Request) -> User | None:
     """Every request finds its user through the server-side session named by the cookie's
-    token, so ending that session (here or on another device) takes effect at once."""
+    token, so ending that session (here or on another device) takes effect at once. Which
+    credential a route accepts (an API token, the cookie, or both) is decided in one place,
+    ``dr_panel.security.accepted_credentials``; a credential the route does not accept
+    authenticates nobody."""
     from dr_panel.auth.services import load_session
+    from dr_panel.security import accepted_credentials, bearer_token
 
-    header = request.headers.get("Authorization", "")
-    if header.startswith("Bearer "):
-        return _load_from_api_token(header[len("Bearer ") :].strip())
+    accepted = accepted_credentials()
+    presented = bearer_token()
+    if presented is not None:
+        return _load_from_api_token(presented) if accepted.token else None
+    if not accepted.cookie:
+        return None
     token = session.get("sid")
     if not token:
         return None
@@ -33,23 +40,17 @@ def _load_from_request(request: Request) -> User | None:
 
 
 def _load_from_api_token(token: str) -> User | None:
-    """API requests: a personal token, revocable, only ever as a header (never in a URL)."""
-    from sqlalchemy import select
+    """API requests: a personal token, revocable and expiring, only ever as a header (never in
+    a URL). A refused token leaves its reason in ``g.token_check`` for the guard to answer."""
+    from dr_panel.api.services import check_token, mark_used
 
-    from dr_panel.auth.models import ApiToken
-    from dr_panel.crypto import hash_token
-    from dr_panel.dbtypes import utcnow
-    from dr_panel.extensions import db
-
-    found = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
-    if found is None or found.revoked_at is not None or not found.user.is_active:
+    check = check_token(token)
+    g.token_check = check
+    if check.refusal is not None or check.token is None:
         return None
-    now = utcnow()
-    if found.last_used_at is None or (now - found.last_used_at).total_seconds() > 60:
-        found.last_used_at = now
-        db.session.commit()
-    g.api_token = found
-    return found.user
+    mark_used(check.token)
+    g.api_token = check.token
+    return check.token.user
 
 
 def init_app(app: Flask) -> None:

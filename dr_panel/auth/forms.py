@@ -72,3 +72,16 @@ class ChangePasswordForm(NewPasswordForm):
     def __iter__(self):  # type: ignore[no-untyped-def]
         order = ["csrf_token", "current", "password", "confirm", "submit"]
         return iter([self._fields[n] for n in order if n in self._fields])
+
+
+class ForgotPasswordForm(FlaskForm):
+    email = EmailField(
+        "E-mail address",
+        validators=[
+            DataRequired(EMAIL_REQUIRED),
+            Length(max=254, message="E-mail addresses are at most 254 characters."),
+        ],
+        description="The address you sign in with.",
+        render_kw={"autocomplete": "username", "spellcheck": "false"},
+    )
+    submit = SubmitField("Send me a link")

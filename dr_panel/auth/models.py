@@ -161,15 +161,78 @@ class ApiToken(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
     prefix: Mapped[str] = mapped_column(String(12), nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Refused from this moment; the owner may renew a live token before it (API_TOKEN_DAYS).
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Why, in words for the owner: "revoked by its owner", "password changed"...
+    revoked_reason: Mapped[str | None] = mapped_column(String(40))
 
     user: Mapped[User] = relationship(lazy="joined")
 
     def __repr__(self) -> str:
         return f"<ApiToken {self.uuid} revoked={self.revoked_at is not None}>"
 
+    def is_expired(self, now: datetime | None = None) -> bool:
+        return (now or utcnow()) >= self.expires_at
+
+    def is_live(self, now: datetime | None = None) -> bool:
+        return self.revoked_at is None and not self.is_expired(now)
+
     def can_view(self, actor: User) -> bool:
         return actor.id == self.user_id or actor.role is Role.ADMIN
 
     def can_edit(self, actor: User) -> bool:
         return self.can_view(actor)
+
+
+class LinkPurpose(enum.StrEnum):
+    """Why a set-your-password link was sent; each has its own lifetime (services.LINK_LIFETIME)."""
+
+    WELCOME = "welcome"  # a new account, or one that has never signed in
+    RESET = "reset"  # an admin reset the password
+    FORGOT = "forgot"  # the person asked for one on the sign-in page
+
+
+class PasswordLink(db.Model):  # type: ignore[name-defined,misc]
+    """A single-use link, e-mailed to the person, to set their own password: nobody else ever
+    holds their password. Only the SHA-256 of its token is stored; the e-mail carries the token."""
+
+    __tablename__ = "password_links"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    purpose: Mapped[str] = mapped_column(String(20), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    # Set when used, or when a newer link, a password change or an address change replaced it.
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship(lazy="joined")
+
+    def __repr__(self) -> str:
+        return f"<PasswordLink {self.id} {self.purpose} used={self.used_at is not None}>"
+
+
+class PendingSignIn(db.Model):  # type: ignore[name-defined,misc]
+    """A sign-in between the password and the last stage (code, enrolment, new password). The
+    cookie holds only a random token; who is signing in, and where they were going, stay here."""
+
+    __tablename__ = "pending_sign_ins"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    stage: Mapped[str] = mapped_column(String(20), nullable=False)
+    next_url: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
+
+    user: Mapped[User] = relationship(lazy="joined")
+
+    def __repr__(self) -> str:
+        return f"<PendingSignIn {self.id} {self.stage}>"

@@ -1,14 +1,18 @@
 """Signing in and out, and the person's own account.
 
 Signing in has stages: password, then a code (or enrolment of a second factor where it is
-required and missing), then a new password where the admin set a temporary one. Until every
-stage is passed nobody is signed in; the stage lives in the session under ``pending`` for ten
-minutes. At the end the session is cleared and a new server-side session begins.
+required and missing), then a new password where the CLI set one to replace. Until every
+stage is passed nobody is signed in; the stage lives server-side (``pending``) for ten minutes,
+the cookie holding only a random token. At the end the session is cleared and a new
+server-side session begins.
+
+Nobody is ever given another's password: a new account, an admin's reset and "forgot my
+password" e-mail a single-use link (``links``); using it counts as the password stage, so the
+second factor (or its enrolment) still follows.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from typing import Any
 
 from flask import (
@@ -26,28 +30,32 @@ from flask_login import current_user
 from werkzeug.wrappers import Response
 
 from dr_panel.audit.services import record
-from dr_panel.auth import services
-from dr_panel.auth.forms import ChangePasswordForm, CodeForm, LoginForm, NewPasswordForm
+from dr_panel.auth import links, pending, services
+from dr_panel.auth.forms import (
+    ChangePasswordForm,
+    CodeForm,
+    ForgotPasswordForm,
+    LoginForm,
+    NewPasswordForm,
+)
 from dr_panel.auth.models import User
 from dr_panel.auth.passwords import verify_password
 from dr_panel.crypto import DecryptionError, hash_token
-from dr_panel.dbtypes import parse_uuid, utcnow
 from dr_panel.extensions import db, limiter
 from dr_panel.forms import EmptyForm
 from dr_panel.security import public, safe_next, signed_in
 
 bp = Blueprint("auth", __name__)
 
-PENDING_MINUTES = 10
-
-
 # -- throttling -----------------------------------------------------------------------------------
 
 
 def _account_key() -> str:
     """Throttle per account (by a hash of the address typed, known or not) as well as per client."""
-    pending = session.get("pending") or {}
-    email = request.form.get("email") or pending.get("email") or ""
+    email = request.form.get("email") or ""
+    if not email:
+        row = pending.find(session.get("pending"))
+        email = row.user.email if row is not None else ""
     return "acct:" + hash_token(services.normalise_email(email))[:32]
 
 
@@ -79,32 +87,27 @@ def _fresh_session() -> None:
 
 
 def _start_pending(user: User, stage: str, next_url: str | None) -> None:
+    token = pending.start(user, stage, next_url, replacing=session.get("pending"))
     _fresh_session()
-    session["pending"] = {
-        "user": str(user.uuid),
-        "email": user.email,
-        "stage": stage,
-        "at": utcnow().isoformat(),
-        "next": next_url,
-    }
+    session["pending"] = token  # only this random token: who and where stay server-side
 
 
 def _pending_user(stage: str) -> User | None:
-    pending = session.get("pending")
-    if not pending or pending.get("stage") != stage:
+    row = pending.find(session.get("pending"))
+    if row is None or row.stage != stage:
         return None
-    if utcnow() - datetime.fromisoformat(pending["at"]) > timedelta(minutes=PENDING_MINUTES):
-        session.pop("pending", None)
+    if pending.is_expired(row):
+        pending.drop(session.pop("pending", None))
+        db.session.commit()
         flash("Signing in took longer than 10 minutes, so please start again.", "info")
         return None
-    uid = parse_uuid(pending["user"])
-    user = db.session.scalar(db.select(User).where(User.uuid == uid)) if uid else None
-    return user if user is not None and user.is_active else None
+    return row.user if row.user.is_active else None
 
 
-def _advance(user: User, after: str) -> Response:
+def _advance(user: User, after: str, next_url: str | None = None) -> Response:
     """Move to the next stage that applies after ``after``, or finish signing in."""
-    next_url = (session.get("pending") or {}).get("next") or safe_next(request.args.get("next"))
+    row = pending.find(session.get("pending"))
+    next_url = (row.next_url if row else None) or next_url
     order = ["password", "code", "enrol", "new_password"]
     for stage in order[order.index(after) + 1 :]:
         if stage == "code" and user.has_second_factor:
@@ -125,6 +128,7 @@ def _advance(user: User, after: str) -> Response:
 
 
 def _finish(user: User, next_url: str | None) -> Response:
+    pending.drop(session.get("pending"))
     _fresh_session()  # nothing carried over from before sign-in but pending messages
     token = services.begin_session(user)
     db.session.commit()
@@ -162,8 +166,8 @@ def login() -> Any:
                 "after 5 failed attempts you must wait 15 minutes."
             )
             return render_template("auth/login.html", form=form), 200
-        session["pending"] = {"next": safe_next(request.args.get("next"))}
-        return _advance(user, "password")
+        pending.drop(session.pop("pending", None))  # an earlier, abandoned attempt
+        return _advance(user, "password", safe_next(request.args.get("next")))
     return render_template("auth/login.html", form=form)
 
 
@@ -217,6 +221,72 @@ def login_new_password() -> Any:
     return render_template("auth/new_password.html", form=form)
 
 
+# -- setting one's own password through an e-mailed link -------------------------------------------
+
+
+def _typed_email_key() -> str:
+    return "forgot:" + hash_token(services.normalise_email(request.form.get("email") or ""))[:32]
+
+
+limit_forgot_client = limiter.limit(
+    lambda: current_app.config["LOGIN_LIMIT_PER_CLIENT"], methods=["POST"]
+)
+limit_forgot_account = limiter.shared_limit(
+    lambda: current_app.config["LOGIN_LIMIT_PER_ACCOUNT"],
+    scope="password-forgot",
+    key_func=_typed_email_key,
+    methods=["POST"],
+)
+
+FORGOT_SENT = (
+    "If that address has a dr-panel account, we have sent it a link to choose a new password. "
+    "The link works once, within 1 hour. Nothing arrived within a few minutes? Check your junk "
+    "mail, then ask again or ask your system administrator."
+)
+
+
+@bp.route("/password/forgot", methods=["GET", "POST"])
+@public
+@limit_forgot_account
+@limit_forgot_client
+def forgot_password() -> Any:
+    """The same answer, and the same work, whether or not the account exists."""
+    form = ForgotPasswordForm()
+    if form.validate_on_submit():
+        links.request_reset(form.email.data)
+        db.session.commit()
+        flash(FORGOT_SENT, "info")  # never the address: the cookie is readable
+        return redirect(url_for("auth.forgot_password"))
+    return render_template("auth/forgot_password.html", form=form)
+
+
+@bp.route("/password/<token>", methods=["GET", "POST"])
+@public
+@limit_client
+def set_password(token: str) -> Any:
+    """The page an e-mailed link opens: choose a password, then sign-in continues with the
+    second factor (or its enrolment) where one applies."""
+    try:
+        link = links.check_link(token)
+    except links.LinkError as err:
+        db.session.commit()  # the refusal's audit entry
+        g.signin_failed = True
+        status = 404 if err.state is links.LinkState.UNKNOWN else 410
+        return render_template("auth/link_problem.html", message=str(err)), status
+    form = NewPasswordForm()
+    if form.validate_on_submit():
+        try:
+            user = links.set_password_with_link(token, form.password.data)
+        except services.AccountError as err:
+            db.session.rollback()
+            form.password.errors.append(str(err))
+        else:
+            flash("Your password is saved.", "success")
+            pending.drop(session.pop("pending", None))
+            return _advance(user, "password")
+    return render_template("auth/set_password.html", form=form, link=link)
+
+
 def _enrol_page(user: User, *, on_success: Any, required: bool) -> Any:
     """Show a fresh secret (kept sealed in the session) and confirm it with a first code."""
     form = CodeForm()
@@ -231,7 +301,9 @@ def _enrol_page(user: User, *, on_success: Any, required: bool) -> Any:
         secret = services.new_totp_secret()
         session["totp_pending"] = services.seal_pending_secret(user, secret)
     if form.validate_on_submit():
-        if services.enrol_second_factor(user, secret, form.code.data):
+        if services.enrol_second_factor(
+            user, secret, form.code.data, keep=g.get("user_session")
+        ):
             session.pop("totp_pending", None)
             db.session.commit()
             flash(
@@ -310,7 +382,9 @@ def two_factor() -> Any:
 @signed_in
 def end_other_sessions() -> Any:
     if EmptyForm().validate_on_submit():
-        n = services.end_all_sessions(me(), "signed out by owner", keep=g.user_session)
+        n = services.end_all_sessions(
+            me(), "signed out by owner", keep=g.user_session, revoke_tokens=False
+        )
         record(
             "account.sessions_ended",
             object_type="users",

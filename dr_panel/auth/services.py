@@ -131,7 +131,17 @@ def end_session(us: UserSession, reason: str) -> None:
     record("auth.logout", actor=us.user, details={"reason": reason})
 
 
-def end_all_sessions(user: User, reason: str, *, keep: UserSession | None = None) -> int:
+def end_all_sessions(
+    user: User, reason: str, *, keep: UserSession | None = None, revoke_tokens: bool = True
+) -> int:
+    """End every session of ``user`` (but ``keep``), and revoke their API tokens: whatever ends
+    sessions for a security reason (password, second factor, access, disabling) must not leave a
+    token working. Only the owner's own "sign out my other sessions" passes
+    ``revoke_tokens=False``; signing out never revokes tokens."""
+    if revoke_tokens:
+        from dr_panel.api.services import revoke_all_tokens
+
+        revoke_all_tokens(user, reason)
     stmt = (
         update(UserSession)
         .where(UserSession.user_id == user.id, UserSession.ended_at.is_(None))
@@ -195,7 +205,7 @@ def _match_counter(
 ) -> int | None:
     """The time-step the code belongs to (allowing one step of clock drift either way), if it
     is later than the last one used: each code is good once."""
-    code = "".join(ch for ch in code if ch.isdigit())
+    code = "".join(ch for ch in code if ch in "0123456789")  # ASCII: "²".isdigit() is true
     if len(code) != 6:
         return None
     totp = pyotp.TOTP(secret)
@@ -218,10 +228,16 @@ def check_code(user: User, code: str) -> bool:
     return True
 
 
-def enrol_second_factor(user: User, secret: str, code: str) -> bool:
+def enrol_second_factor(
+    user: User, secret: str, code: str, *, keep: UserSession | None = None
+) -> bool:
+    """Turn on (or replace) the second factor. Replacing one ends the account's other sessions
+    and revokes its tokens, as a password change does: whoever replaced it may not be the owner."""
     counter = _match_counter(secret, code, None)
     if counter is None:
         return False
+    if user.has_second_factor:
+        end_all_sessions(user, "second factor replaced", keep=keep)
     user.totp_secret_enc = _keys().encrypt(
         secret, table="users", column="totp_secret", record=str(user.uuid)
     )
@@ -256,12 +272,16 @@ def set_password(user: User, new_password: str, *, keep: UserSession | None = No
     user.password_changed_at = utcnow()
     user.must_change_password = False
     end_all_sessions(user, "password changed", keep=keep)
+    from dr_panel.auth.links import retire_links
+
+    retire_links(user)  # a link mailed earlier must not undo the password just chosen
     record("account.password_changed", actor=user, object_type="users", object_uuid=user.uuid)
 
 
-def temporary_password() -> str:
-    """Shown once to the admin; the user must replace it at first sign-in."""
-    return "-".join(secrets.token_hex(3) for _ in range(4))
+def unusable_password_hash() -> str:
+    """The hash of a random password nobody is ever shown: the account cannot be signed in to
+    until its owner sets a password through the link e-mailed to them."""
+    return passwords.hash_password(secrets.token_urlsafe(32))
 
 
 # -- the admin's account operations ---------------------------------------------------------------
@@ -308,16 +328,19 @@ def _resolve(details: AccountDetails) -> tuple[list[Area], Agency | None]:
 
 def create_user(
     details: AccountDetails, *, password: str | None, by: User | None, must_change: bool = True
-) -> tuple[User, str | None]:
-    """Create an account. Without a password, a temporary one is made and returned once."""
+) -> tuple[User, None]:
+    """Create an account. Without a password (the admin's page) nobody is shown one: the person
+    is e-mailed a link to set their own (``links``), and an admin's grant of a role that reaches
+    identifiers is announced to the area's coordinators. A password is given only by the
+    operator's CLI and the demo loader. The second element is always None (no password is ever
+    handed back); it stays for the callers' unpacking."""
+    from dr_panel.auth import links
+
     email = normalise_email(details.email)
     if find_user(email) is not None:
         raise AccountError("An account with this e-mail address already exists.", "email")
     areas, agency = _resolve(details)
-    temp = None
-    if password is None:
-        temp = password = temporary_password()
-    else:
+    if password is not None:
         issues = passwords.problems(
             password, context=password_context(None, email=email, name=details.display_name)
         )
@@ -329,8 +352,10 @@ def create_user(
         role=details.role,
         agency=agency,
         areas=areas,
-        password_hash=passwords.hash_password(password),
-        must_change_password=must_change or temp is not None,
+        password_hash=(
+            passwords.hash_password(password) if password is not None else unusable_password_hash()
+        ),
+        must_change_password=must_change and password is not None,
     )
     db.session.add(user)
     db.session.flush()
@@ -342,10 +367,19 @@ def create_user(
         object_uuid=user.uuid,
         details={"role": user.role.value, "areas": sorted(a.ons_code for a in areas)},
     )
-    return user, temp
+    if password is None:
+        links.issue_link(user, links.LinkPurpose.WELCOME, by=by)
+    if by is not None and user.role.can_reach_identifiers:
+        links.announce_access(user, "a new account", areas, by=by)
+    return user, None
 
 
 def update_user(user: User, details: AccountDetails, *, by: User) -> None:
+    """Save the admin's changes. Reaching identifiers by a new role, in added areas or at a new
+    address is announced to the coordinators concerned (``links.announce_access``); a new
+    address retires the person's unused password links."""
+    from dr_panel.auth import links
+
     areas, agency = _resolve(details)
     if user.id == by.id and details.role is not Role.ADMIN:
         raise AccountError(
@@ -360,8 +394,18 @@ def update_user(user: User, details: AccountDetails, *, by: User) -> None:
         "agency": user.agency_id != (agency.id if agency else None),
         "email": user.email != email,
     }
+    old_area_ids = {a.id for a in user.areas}
     user.email, user.display_name, user.role = email, details.display_name.strip(), details.role
     user.agency, user.areas = agency, areas
+    if changed["email"]:
+        links.retire_links(user)
+    if user.role.can_reach_identifiers:
+        if changed["role"]:
+            links.announce_access(user, f"a new role ({user.role.label.lower()})", areas, by=by)
+        elif changed["areas"] and (added := [a for a in areas if a.id not in old_area_ids]):
+            links.announce_access(user, "new areas", added, by=by)
+        elif changed["email"]:
+            links.announce_access(user, "a new e-mail address", areas, by=by)
     if changed["role"] or changed["areas"] or changed["agency"]:
         # New permissions take effect at the next sign-in, not in a session opened under the old.
         end_all_sessions(user, "access changed")
@@ -395,14 +439,19 @@ def set_disabled(user: User, disabled: bool, *, by: User | None) -> None:
     )
 
 
-def reset_password(user: User, *, by: User) -> str:
-    temp = temporary_password()
-    user.password_hash = passwords.hash_password(temp)
-    user.must_change_password = True
+def reset_password(user: User, *, by: User) -> None:
+    """The old password stops working at once and every session ends; the person is e-mailed
+    a link to choose a new one (24 hours if they have never signed in, else 1 hour). The admin
+    is shown nothing to sign in with."""
+    from dr_panel.auth import links
+
+    user.password_hash = unusable_password_hash()
+    user.must_change_password = False
     user.password_changed_at = utcnow()
     end_all_sessions(user, "password reset")
     record("account.password_reset", actor=by, object_type="users", object_uuid=user.uuid)
-    return temp
+    purpose = links.LinkPurpose.WELCOME if user.last_login_at is None else links.LinkPurpose.RESET
+    links.issue_link(user, purpose, by=by)
 
 
 def _active_admins() -> int:

@@ -59,6 +59,7 @@ from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
 from dr_panel.privacy.models import PersonToken
 from dr_panel.privacy.tokens import person_tokens
+from dr_panel.search import starts_with
 from dr_panel.trends import aggregates as trend_counts
 
 log = logging.getLogger("dr_panel.cases")
@@ -1027,7 +1028,7 @@ class Importer:
                 db.session.scalar(
                     select(func.max(cast(func.substr(t.c.reference, len(prefix) + 1), Integer)))
                     .where(t.c.area_id == area_id)
-                    .where(t.c.reference.like(prefix + "%"))
+                    .where(starts_with(t.c.reference, prefix))
                 ) or 0
                 for t in (cases_t, retired_t)
             )

@@ -49,7 +49,7 @@ def nhs_number_problem(raw: str) -> str | None:
     """Why an NHS number is not valid, or None. Modulus 11: weights 10..2 over the first nine
     digits; 11 - (sum mod 11) is the check digit, 11 means 0 and 10 means the number is invalid."""
     digits = nhs_digits(raw)
-    if not digits.isdigit() or len(digits) != 10:
+    if not (digits.isascii() and digits.isdigit()) or len(digits) != 10:  # not "²" or "١"
         return "An NHS number has 10 digits (spaces are fine): check for a missing or extra digit."
     total = sum(int(d) * w for d, w in zip(digits[:9], range(10, 1, -1), strict=True))
     check = 11 - total % 11

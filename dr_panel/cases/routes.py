@@ -33,12 +33,13 @@ from dr_panel.cases.models import (
     RetiredReference,
 )
 from dr_panel.extensions import db
-from dr_panel.forms import ChoiceField, EmptyForm, GetForm
+from dr_panel.forms import ChoiceField, EmptyForm, GetForm, whole_number
 from dr_panel.privacy.reasons import ReasonRefused
 from dr_panel.reference.services import all_agencies
 from dr_panel.reviews import routes as reviews_routes
 from dr_panel.reviews.models import InfoRequest
 from dr_panel.reviews.services import OPEN_FOR_REQUESTS, default_due
+from dr_panel.search import contains
 from dr_panel.security import get_or_404, roles
 
 bp = Blueprint("cases", __name__)
@@ -119,11 +120,11 @@ def list_cases() -> Any:
     stmt = services.visible_cases(user, f)
     if form.q.data and not form.errors:
         # A reference as quoted in older minutes finds the case under its former one too.
-        pattern = f"%{form.q.data.strip().upper()}%"
+        typed = form.q.data.strip().upper()
         stmt = stmt.where(or_(
-            Case.reference.like(pattern),
+            contains(Case.reference, typed),
             Case.id.in_(select(RetiredReference.case_id).where(
-                RetiredReference.reference.like(pattern))),
+                contains(RetiredReference.reference, typed))),
         ))
     page = services.page_of_cases(
         stmt, after=request.args.get("after"), per_page=current_app.config["PAGE_SIZE"]
@@ -247,7 +248,7 @@ def move_case(uuid: str) -> Any:
     form = WorkflowForm()
     if form.validate_on_submit():
         try:
-            version = int(form.version.data) if (form.version.data or "").isdigit() else None
+            version = whole_number(form.version.data)
             event = workflow.move(
                 case,
                 form.transition.data,
@@ -308,7 +309,7 @@ def edit_case(uuid: str) -> Any:
         n = _parse(form, services.identity_values(case.person))
         if n is not None:
             try:
-                version = int(form.version.data) if form.version.data else None
+                version = whole_number(form.version.data, default=-1)  # absent or tampered: stale
                 changed = services.update_case(case, n, by=me(), expected_version=version)
             except services.StaleEdit:
                 db.session.rollback()

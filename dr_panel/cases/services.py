@@ -46,6 +46,7 @@ from dr_panel.cases.models import (
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
 from dr_panel.reference.models import Agency, Area
+from dr_panel.search import starts_with
 
 log = logging.getLogger("dr_panel.cases")
 
@@ -446,7 +447,7 @@ def next_reference(area: Area, case_type: CaseType, year: int) -> str:
                                 (RetiredReference.reference, RetiredReference.area_id)):
         found = db.session.scalar(
             select(column)
-            .where(area_column == area.id, column.like(prefix + "%"))
+            .where(area_column == area.id, starts_with(column, prefix))
             .order_by(func.length(column).desc(), column.desc())
             .limit(1)
         )

@@ -115,6 +115,11 @@ REPORTS = [
 ]
 
 
+# The demo's partner endpoint: a name under the reserved .example TLD (RFC 2606), which passes
+# the outbound rules under any setting and never resolves, so enabling it sends nothing anywhere.
+DEMO_WEBHOOK = "https://partner-system.example/dr-panel-demo"
+
+
 def load(coordinator: Any, lead: Any, today: date) -> int:
     """Create the LDIS demo; returns how many alerts were issued. Does nothing once any alert
     exists. The caller commits."""
@@ -127,7 +132,7 @@ def load(coordinator: Any, lead: Any, today: date) -> int:
         )
     hook, _secret = subs.create(
         subs.Details(Channel.WEBHOOK, "Partner case-management system", "Regional NHS trust",
-                     "http://127.0.0.1:9/dr-panel-demo", ["E06000009", "E10000017"], [], True),
+                     DEMO_WEBHOOK, ["E06000009", "E10000017"], [], True),
         by=coordinator,
     )
     subs.disable(hook, "Demo endpoint: no receiver runs in the demo", by=coordinator)

@@ -60,6 +60,11 @@ TRANSPORTS = ("folder", "smtp")
 _QUEUED_FLAG = "dr_panel_mail_queued"
 _STATE_KEY = "dr_panel.mail"
 
+# Messages whose body carries a secret (a single-use link to set a password): once sent, the
+# outbox keeps only the fact that it went, so a database copy or a backup holds no live link.
+SECRET_BODY_KINDS = frozenset({"account.password_link"})
+ERASED_BODY = "(sent; the body held a single-use link and was erased once sent)"
+
 # Retry after 1, 5 and 25 minutes, then every 2 hours; up to a tenth more, at random, so that
 # messages that failed together do not all retry in the same second.
 BACKOFF = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=25))
@@ -377,6 +382,9 @@ def _deliver(app: Flask, limit: int) -> DeliveryReport:
                     break
                 message.sent_at = utcnow()
                 message.to_address_enc = None  # a public reporter's address: gone once sent
+                if message.kind in SECRET_BODY_KINDS:  # a link that signs someone in: gone too
+                    message.body_text = ERASED_BODY
+                    message.body_html = None
                 _commit_sent(session, message)
                 sent += 1
                 log.info("mail %s (%s) sent", message.uuid, message.kind)

@@ -15,7 +15,7 @@ from wtforms.validators import DataRequired
 from dr_panel.auth.models import Role, User
 from dr_panel.cases.models import Case, YesNoUnknown
 from dr_panel.extensions import db
-from dr_panel.forms import ChoiceField, EmptyForm
+from dr_panel.forms import ChoiceField, EmptyForm, whole_number
 from dr_panel.reference.services import all_agencies
 from dr_panel.reviews import meetings as mt
 from dr_panel.reviews import services
@@ -130,7 +130,7 @@ def answer_request(uuid: str) -> Any:
         )
         submit = bool(form.submit.data)
         try:
-            version = int(form.version.data) if (form.version.data or "").isdigit() else None
+            version = whole_number(form.version.data)
             services.save_return(req, answer, submit=submit, by=me(), expected_version=version)
         except services.RequestError as err:
             db.session.rollback()
@@ -446,7 +446,7 @@ def findings(uuid: str) -> Any:
                     case,
                     _findings_input(form),
                     by=me(),
-                    expected_version=int(version) if version.isdigit() else 0,
+                    expected_version=whole_number(version, default=0),
                 )
             except fd.FindingsError as err:
                 db.session.rollback()
@@ -578,7 +578,7 @@ def action(uuid: str) -> Any:
             reason=form.reason.data,
         )
         try:
-            version = int(form.version.data) if (form.version.data or "").isdigit() else None
+            version = whole_number(form.version.data)
             act.update_action(a, change, by=me(), expected_version=version)
         except act.ActionError as err:
             db.session.rollback()
@@ -653,7 +653,7 @@ def safety_plan(uuid: str) -> Any:
         )
         try:
             # An empty version: the form was opened before any plan existed.
-            version = int(form.version.data) if (form.version.data or "").isdigit() else 0
+            version = whole_number(form.version.data, default=0)
             plan = act.save_plan(case, data, by=me(), expected_version=version)
         except act.PlanError as err:
             db.session.rollback()

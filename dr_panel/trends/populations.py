@@ -98,7 +98,7 @@ def _norm(name: str | None) -> str:
 
 def _int(raw: str | None) -> int | None:
     text = (raw or "").strip().replace(",", "").replace(" ", "")
-    if not re.fullmatch(r"\d+", text):
+    if not re.fullmatch(r"[0-9]{1,12}", text):  # ASCII; int() refuses 4,300+ digits
         return None
     return int(text)
 

@@ -3,7 +3,6 @@ every change audited."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pytest
@@ -12,6 +11,7 @@ from dr_panel.audit.models import AuditEntry
 from dr_panel.auth.models import Role, User
 from dr_panel.extensions import db
 from dr_panel.reference.models import Agency, Area
+from tests.auth.support import link_token_for
 from tests.conftest import PASSWORD
 
 
@@ -27,7 +27,9 @@ def count_users() -> int:
     return db.session.scalar(db.select(db.func.count()).select_from(User))
 
 
-def test_create_account_shows_a_temporary_password_once(app: Any, admin_client: Any) -> None:
+def test_create_account_e_mails_the_person_a_link_and_shows_the_admin_no_password(
+    app: Any, admin_client: Any
+) -> None:
     response = admin_client.post(
         "/admin/users/new",
         data={
@@ -37,12 +39,13 @@ def test_create_account_shows_a_temporary_password_once(app: Any, admin_client: 
             "agency": "POLICE",
             "areas": ["E06000009"],
         },
+        follow_redirects=True,
     )
     assert response.status_code == 200
-    temp = re.search(rb'data-testid="temporary-password">([^<]+)<', response.data).group(1).decode()
-    assert b"not by e-mail" in response.data
+    assert b"e-mailed them a link to choose their own password" in response.data
+    assert b"temporary-password" not in response.data
     user = db.session.scalar(db.select(User).where(User.email == "rowan.field@example.org"))
-    assert user.must_change_password and user.agency.code == "POLICE"
+    assert user.agency.code == "POLICE" and not user.must_change_password
     assert [a.ons_code for a in user.areas] == ["E06000009"]
     entry = db.session.scalars(
         db.select(AuditEntry)
@@ -50,11 +53,15 @@ def test_create_account_shows_a_temporary_password_once(app: Any, admin_client: 
         .order_by(AuditEntry.seq.desc())
     ).first()
     assert entry.object_uuid == str(user.uuid) and entry.actor_uuid == admin_client.admin.uuid
-    assert temp not in (entry.details or "")
-    # The new person signs in with it and must choose their own.
+    token = link_token_for("rowan.field@example.org")
+    assert token.encode() not in response.data and token not in (entry.details or "")
+    # The new person opens the link, chooses a password, and is signed in.
     newcomer = app.test_client()
-    response = newcomer.post("/login", data={"email": "rowan.field@example.org", "password": temp})
-    assert response.location == "/login/new-password"
+    response = newcomer.post(
+        f"/password/{token}",
+        data={"password": "quiet harbour kestrel 93", "confirm": "quiet harbour kestrel 93"},
+    )
+    assert response.location == "/"
 
 
 @pytest.mark.parametrize(
@@ -173,20 +180,29 @@ def test_disable_enable_and_reset_password(app: Any, admin_client: Any, create_u
         == 200
     )
     admin_client.post(f"/admin/users/{user.uuid}/enable")
-    response = admin_client.post(f"/admin/users/{user.uuid}/reset-password")
-    temp = re.search(rb'data-testid="temporary-password">([^<]+)<', response.data).group(1).decode()
+    response = admin_client.post(f"/admin/users/{user.uuid}/reset-password", follow_redirects=True)
+    assert b"e-mailed them a link to choose a new one" in response.data
+    token = link_token_for(user.email)
+    assert token.encode() not in response.data
     fresh = app.test_client()
+    # The old password no longer works; the link does.
     assert fresh.post("/login", data={"email": user.email, "password": PASSWORD}).status_code == 200
     assert (
-        fresh.post("/login", data={"email": user.email, "password": temp}).location
-        == "/login/new-password"
+        fresh.post(
+            f"/password/{token}",
+            data={"password": "quiet harbour kestrel 93", "confirm": "quiet harbour kestrel 93"},
+        ).location
+        == "/"
     )
     actions = db.session.scalars(
         db.select(AuditEntry.action)
         .where(AuditEntry.object_uuid == str(user.uuid))
         .order_by(AuditEntry.seq)
     ).all()
-    assert actions[-3:] == ["account.disabled", "account.enabled", "account.password_reset"]
+    assert actions[-6:] == [
+        "account.disabled", "account.enabled", "account.password_reset",
+        "account.password_link_sent", "account.password_changed", "account.password_set_by_link",
+    ]
 
 
 def test_user_list_filters(admin_client: Any, create_user: Any) -> None:

@@ -119,7 +119,7 @@ def test_a_webhook_secret_is_shown_once_and_stored_encrypted(
 
 
 def test_local_http_webhooks_only_outside_production(app_factory: Any, create_user: Any) -> None:
-    app = app_factory(WEBHOOK_ALLOW_LOCAL_HTTP=False)
+    app = app_factory(WEBHOOK_ALLOW_LOOPBACK=False)
     with app.app_context():
         user = create_user()
         details = subs.Details(channel=Channel.WEBHOOK, name="Local", organisation=None,

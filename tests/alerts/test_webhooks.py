@@ -228,7 +228,7 @@ def test_retry_delay_is_full_jitter_capped() -> None:
     ],
 )
 def test_webhook_urls(url: str, local: bool, ok: bool) -> None:
-    assert (webhooks.url_problem(url, allow_local_http=local) is None) is ok
+    assert (webhooks.url_problem(url, allow_loopback=local) is None) is ok
 
 
 def test_cancel_and_expiry_through_the_drafting_services(

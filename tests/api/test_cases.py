@@ -464,12 +464,13 @@ def test_malformed_case_ids_are_404(client: Any, coordinator: Any, bearer: Any, 
     assert_problem(client.get(f"/api/v1/cases/{raw}", headers=bearer(coordinator)), 404)
 
 
-def test_the_browser_session_reaches_the_same_rules(
+def test_the_browser_session_does_not_reach_the_api(
     client: Any, create_user: Any, login: Any, create_case: Any
 ) -> None:
+    """The API takes tokens only (dr_panel.security.CREDENTIALS): a signed-in browser is 401."""
     user = create_user(Role.PANEL_MEMBER)
     case = create_case(create_user(Role.COORDINATOR))
     login(client, user)
     response = client.get(f"/api/v1/cases/{case.uuid}")
-    assert response.status_code == 200
-    assert_pseudonymised(response.data)
+    assert response.status_code == 401 and response.mimetype == "application/problem+json"
+    assert case.reference.encode() not in response.data

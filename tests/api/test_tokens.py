@@ -103,7 +103,8 @@ def test_a_token_authenticates_until_revoked_then_401(
     db.session.commit()
     response = client.get("/api/v1/cases", headers=headers)
     assert response.status_code == 401 and response.mimetype == "application/problem+json"
-    assert "Bearer" in response.get_json()["detail"]
+    assert "revoked" in response.get_json()["detail"]
+    assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
 
 
 @pytest.mark.parametrize(
@@ -210,8 +211,8 @@ def test_nobody_revokes_anothers_token_on_the_page(
 def test_a_token_cannot_manage_tokens(client: Any, create_user: Any, bearer: Any) -> None:
     user = create_user(Role.COORDINATOR)
     headers = bearer(user)
-    assert client.get("/account/tokens", headers=headers).status_code == 403
-    assert client.post("/account/tokens", data={"name": "x"}, headers=headers).status_code == 403
+    assert client.get("/account/tokens", headers=headers).status_code == 401
+    assert client.post("/account/tokens", data={"name": "x"}, headers=headers).status_code == 401
     assert db.session.scalar(select(func.count()).select_from(ApiToken)) == 1
 
 
@@ -279,7 +280,8 @@ def test_cli_list_and_revoke(runner: Any, create_user: Any) -> None:
     listed = runner.invoke(main, ["tokens", "list", user.email])
     assert listed.exit_code == 0 and plaintext not in listed.output
     (line,) = [x for x in listed.output.splitlines() if x.startswith(plaintext[:12])]
-    assert line.endswith(" feed") and line.count("UTC") == 1  # created; never used, live
+    assert line.endswith(" feed") and line.count("UTC") == 2  # created, expires; never used
+    assert "expires" in listed.output.splitlines()[0]
     revoked = runner.invoke(main, ["tokens", "revoke", user.email, plaintext[:12]])
     assert revoked.exit_code == 0, revoked.output
     assert entries("api_token.revoked")[0].actor_label == "cli"
@@ -287,7 +289,7 @@ def test_cli_list_and_revoke(runner: Any, create_user: Any) -> None:
     assert again.exit_code != 0 and "no live token" in again.output
     listed = runner.invoke(main, ["tokens", "list", user.email])
     (line,) = [x for x in listed.output.splitlines() if x.startswith(plaintext[:12])]
-    assert line.count("UTC") == 2  # created and revoked
+    assert line.count("UTC") == 3  # created, expires and revoked
 
 
 def test_cli_refuses_unknown_accounts(runner: Any) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from dr_panel.audit.models import AuditEntry, Outcome
-from dr_panel.auth.models import Role, User, UserSession
+from dr_panel.auth.models import PendingSignIn, Role, User, UserSession
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
 from tests.conftest import PASSWORD, totp_code
@@ -225,10 +225,13 @@ def test_lead_is_not_forced_to_enrol(app_factory: Any) -> None:
 def test_pending_sign_in_expires_after_ten_minutes(client: Any, create_user: Any) -> None:
     user = create_user(totp=True)
     client.post("/login", data={"email": user.email, "password": PASSWORD})
-    with client.session_transaction() as sess:
-        sess["pending"] = {**sess["pending"], "at": (utcnow() - timedelta(minutes=11)).isoformat()}
+    row = db.session.scalar(db.select(PendingSignIn).where(PendingSignIn.user_id == user.id))
+    row.expires_at = utcnow() - timedelta(seconds=1)  # as ten minutes later
+    db.session.commit()
     response = client.post("/login/code", data={"code": totp_code(user)})
     assert response.location == "/login"
+    assert b"longer than 10 minutes" in client.get("/login").data
+    assert db.session.scalar(db.select(db.func.count()).select_from(PendingSignIn)) == 0
 
 
 def test_temporary_password_must_be_replaced_before_anything(client: Any, create_user: Any) -> None:

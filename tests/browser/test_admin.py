@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 import pytest
 from playwright.sync_api import Dialog, Page, expect
 
 from dr_panel.auth.models import Role
+from dr_panel.extensions import db
+from tests.auth.support import link_token_for
 from tests.browser.conftest import LiveApp, Pages, Person, screenshot, sign_in
 
 NEW_PASSWORD = "copper kettle meadow 82 breeze"
@@ -53,25 +54,28 @@ def test_admin_creates_an_account_the_newcomer_takes_it_up_then_the_admin_disabl
     admin.get_by_role("group", name="Areas").get_by_label("Blackpool (E06000009)").check()
     admin.get_by_role("button", name="Save account").click()
 
-    expect(h1(admin)).to_have_text("Account created")
-    expect(admin.get_by_role("main")).to_contain_text(
-        "Temporary password for Priya Shah (priya.shah@example.org):")
-    temporary = admin.get_by_test_id("temporary-password").inner_text().strip()
-    assert re.fullmatch(r"[0-9a-f]{6}(-[0-9a-f]{6}){3}", temporary), temporary
-    screenshot(admin, "temporary-password")
+    # The admin is told a link went to Priya, and is shown no password.
+    expect(h1(admin)).to_have_text("Priya Shah")
+    expect(admin.get_by_role("status")).to_contain_text(
+        "e-mailed them a link to choose their own password")
+    expect(admin.get_by_test_id("temporary-password")).to_have_count(0)
+    screenshot(admin, "account-created")
 
-    # Priya, at her own computer, signs in with the temporary password.
-    priya = Person(name="Priya Shah", email="priya.shah@example.org", password=temporary)
+    # Priya, at her own computer, opens the link from her e-mail.
+    with live.app.app_context():
+        token = link_token_for("priya.shah@example.org")
+        db.session.remove()
+    assert token not in admin.content()
     newcomer = pages.new()
-    sign_in(newcomer, live, priya)
-    expect(h1(newcomer)).to_have_text("Choose your own password")
+    newcomer.goto(f"{live.url}/password/{token}")
+    expect(h1(newcomer)).to_have_text("Choose your password")
     newcomer.get_by_label("New password", exact=True).fill("password1234")
     newcomer.get_by_label("Type the new password again").fill("password1234")
     newcomer.get_by_role("button", name="Save password").click()
     summary = newcomer.get_by_role("alert", name="There is a problem")
     expect(summary).to_contain_text("This password is on a list of common or leaked passwords.")
     expect(summary).to_be_focused()
-    expect(h1(newcomer)).to_have_text("Choose your own password")
+    expect(h1(newcomer)).to_have_text("Choose your password")
     screenshot(newcomer, "new-password-error")
 
     newcomer.get_by_label("New password", exact=True).fill(NEW_PASSWORD)
@@ -80,9 +84,13 @@ def test_admin_creates_an_account_the_newcomer_takes_it_up_then_the_admin_disabl
     expect(h1(newcomer)).to_have_text("Hello, Priya Shah")
     expect(newcomer.get_by_role("main")).to_contain_text("Panel member, Lancashire Constabulary.")
 
+    # The link worked once: opening it again says so and offers what to do.
+    other = pages.new()
+    other.goto(f"{live.url}/password/{token}")
+    expect(h1(other)).to_have_text("This link has already been used (or a newer one replaced it).")
+    expect(other.get_by_role("link", name="ask for a new link")).to_be_visible()
+
     # The admin finds her in the list of users...
-    admin.get_by_role("link", name="Done").click()
-    expect(h1(admin)).to_have_text("Priya Shah")
     admin.get_by_role("navigation", name="Main").get_by_role("link", name="Users").click()
     expect(h1(admin)).to_have_text("Users")
     row = admin.get_by_role("row").filter(has_text="priya.shah@example.org")
@@ -111,7 +119,8 @@ def test_admin_creates_an_account_the_newcomer_takes_it_up_then_the_admin_disabl
     expect(h1(newcomer)).to_have_text("Sign in to dr-panel")
     expect(newcomer.get_by_role("status")).to_contain_text("Your session has ended")
     # Nor can she sign in again.
-    sign_in(newcomer, live, priya, password=NEW_PASSWORD)
+    priya = Person(name="Priya Shah", email="priya.shah@example.org", password=NEW_PASSWORD)
+    sign_in(newcomer, live, priya)
     expect(newcomer.get_by_role("alert", name="There is a problem")).to_contain_text(
         "The e-mail address or password is not right.")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -84,6 +85,36 @@ def retention_problem(config: Config) -> str | None:
     return None
 
 
+LOG_FORMATS = ("text", "json")
+
+
+def serving_problem(config: Config) -> str | None:
+    """What makes these settings unsafe to serve in production with, or None (the app factory
+    refuses to start on it). Missing keys, DEBUG, loopback webhooks and in-memory rate limits
+    with several workers (``dr_panel.throttling``) are refused beside it.
+
+    SQLite serves one machine with one web process: several gunicorn processes on one file
+    would queue behind its single writer lock and each deliver mail without ``SKIP LOCKED``."""
+    if config.LOG_FORMAT not in LOG_FORMATS:
+        return (
+            f"DR_PANEL_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}; "
+            f"got {config.LOG_FORMAT!r}."
+        )
+    for key in ("SPIKE_SCAN_AT", "REMINDERS_AT"):
+        value = getattr(config, key)
+        if not re.fullmatch(r"([01]?[0-9]|2[0-3]):[0-5][0-9]", value.strip()):
+            return f"{key} must be a time of day on the 24-hour clock, like 06:00; got {value!r}."
+    if config.ENV_NAME != "production" or config.WEB_WORKERS <= 1:
+        return None
+    if config.SQLALCHEMY_DATABASE_URI.startswith("sqlite"):
+        return (
+            f"WEB_CONCURRENCY is {config.WEB_WORKERS} on SQLite. SQLite serves one machine with "
+            "one web process (it uses threads); set WEB_CONCURRENCY=1, or DATABASE_URL to "
+            "PostgreSQL for more."
+        )
+    return None
+
+
 def normalise_database_url(url: str) -> str:
     """Accept the URLs hosting platforms hand out and pick psycopg 3 as the driver."""
     if url.startswith("postgres://"):
@@ -134,7 +165,18 @@ class Config:
     RATELIMIT_STORAGE_URI: str = "memory://"
     RATELIMIT_HEADERS_ENABLED: bool = False
     LOGIN_LIMIT_PER_CLIENT: str = "20 per 15 minutes"
-    LOGIN_LIMIT_PER_ACCOUNT: str = "5 per 15 minutes"
+    LOGIN_LIMIT_PER_ACCOUNT: str = "5 per 15 minutes"  # "forgot my password" per address
+    # Sign-in back-off (dr_panel.auth.throttle, NIST SP 800-63B 5.2.2): per account and client,
+    # LOGIN_BACKOFF_FREE failures, then a wait doubling from LOGIN_BACKOFF_BASE_SECONDS up to
+    # LOGIN_BACKOFF_CAP_SECONDS; a pair's count is forgotten LOGIN_BACKOFF_RESET_HOURS after its
+    # first failure, or at a sign-in. LOGIN_ACCOUNT_CEILING failures on one account from all
+    # clients within LOGIN_ACCOUNT_CEILING_DAYS e-mail the owner and end the free failures.
+    LOGIN_BACKOFF_FREE: int = 5
+    LOGIN_BACKOFF_BASE_SECONDS: int = 2
+    LOGIN_BACKOFF_CAP_SECONDS: int = 900
+    LOGIN_BACKOFF_RESET_HOURS: int = 24
+    LOGIN_ACCOUNT_CEILING: int = 100
+    LOGIN_ACCOUNT_CEILING_DAYS: int = 30
 
     WTF_CSRF_ENABLED: bool = True
     WTF_CSRF_TIME_LIMIT: int | None = None  # the token lives as long as the session
@@ -215,6 +257,26 @@ class Config:
     RETENTION_BATCH_SIZE: int = 200  # records per transaction
     RETENTION_RUN_HOURS: int = 24  # how often the background worker runs the schedule
 
+    # Audit anchors (dr_panel.audit.anchors): signed lines naming the chain's head, appended to
+    # a file outside the database (empty: <instance>/audit-anchors.log) and, when set, e-mailed
+    # to an address the admin chose, so deleting the log's newest entries is detected.
+    AUDIT_ANCHOR_FILE: str = ""
+    AUDIT_ANCHOR_EMAIL: str = ""
+
+    # Running for real (dr_panel.runtime). Behind a TLS-terminating proxy, how many proxies'
+    # X-Forwarded-* headers to trust (0: none, the development server faces the browser).
+    PROXY_TRUSTED_HOPS: int = 0
+    # gunicorn worker processes per `dr-panel serve` (env WEB_CONCURRENCY, gunicorn's own name,
+    # also read by dr_panel.throttling); production refuses more than one on SQLite.
+    WEB_WORKERS: int = 1
+    # One log line per request and per event: "text" for a terminal, "json" for a collector.
+    LOG_FORMAT: str = "text"
+    # The worker's schedule, Europe/London wall-clock times (dr_panel.runtime.worker).
+    SPIKE_SCAN_AT: str = "06:00"
+    REMINDERS_AT: str = "07:00"
+    AUDIT_ANCHOR_MINUTES: int = 60
+    WORKER_INTERVAL: int = 15  # seconds between the worker's rounds over the outboxes
+
     def as_flask_mapping(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -245,6 +307,7 @@ class TestingConfig(Config):
 @dataclass(frozen=True)
 class ProductionConfig(Config):
     ENV_NAME: str = "production"
+    LOG_FORMAT: str = "json"
     REQUIRE_2FA: bool = True
     SESSION_COOKIE_SECURE: bool = True
     PREFERRED_URL_SCHEME: str = "https"
@@ -304,6 +367,21 @@ def load_config(name: str | None = None, **overrides: Any) -> Config:
             if item.strip()
         ) or base.LEAK_GATE_ALLOWED_CONTACTS,
     }
+    env["AUDIT_ANCHOR_FILE"] = os.environ.get("AUDIT_ANCHOR_FILE", base.AUDIT_ANCHOR_FILE)
+    env["AUDIT_ANCHOR_EMAIL"] = os.environ.get("AUDIT_ANCHOR_EMAIL", base.AUDIT_ANCHOR_EMAIL)
+    # The public form's per-client limit: a site behind one shared address may need more.
+    env["DRUG_REPORT_LIMIT"] = os.environ.get("DRUG_REPORT_LIMIT", base.DRUG_REPORT_LIMIT)
+    env.update(
+        PROXY_TRUSTED_HOPS=_env_whole("PROXY_TRUSTED_HOPS", base.PROXY_TRUSTED_HOPS, 0, 5,
+                                      "proxies"),
+        WEB_WORKERS=_env_whole("WEB_CONCURRENCY", base.WEB_WORKERS, 1, 64, "processes"),
+        LOG_FORMAT=os.environ.get("DR_PANEL_LOG_FORMAT", base.LOG_FORMAT).strip().lower(),
+        SPIKE_SCAN_AT=os.environ.get("SPIKE_SCAN_AT", base.SPIKE_SCAN_AT),
+        REMINDERS_AT=os.environ.get("REMINDERS_AT", base.REMINDERS_AT),
+        AUDIT_ANCHOR_MINUTES=_env_whole("AUDIT_ANCHOR_MINUTES", base.AUDIT_ANCHOR_MINUTES, 1,
+                                        1440, "minutes"),
+        WORKER_INTERVAL=_env_whole("WORKER_INTERVAL", base.WORKER_INTERVAL, 1, 3600, "seconds"),
+    )
     for key, low, high, unit in RETENTION_SETTINGS:
         env[key] = _env_whole(key, getattr(base, key), low, high, unit)
     env.update(overrides)

@@ -13,9 +13,9 @@ from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from config import PROJECT_ROOT, Config, load_config, retention_problem
+from config import PROJECT_ROOT, Config, load_config, retention_problem, serving_problem
 from dr_panel.crypto import KeyConfigError, KeyRing
-from dr_panel.extensions import csrf, db, limiter, migrate
+from dr_panel.extensions import csrf, db, migrate
 
 __version__ = "0.1.0"
 log = logging.getLogger("dr_panel")
@@ -53,7 +53,12 @@ def create_app(config: Config | str | None = None, **overrides: Any) -> Flask:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     csrf.init_app(app)
-    limiter.init_app(app)
+    from dr_panel import throttling
+
+    throttling.init_app(app)  # Redis when configured; production refuses unsafe storage
+    from dr_panel.runtime import web as runtime_web
+
+    runtime_web.init_app(app)  # the trusted proxy's client address, one log line per request
 
     from dr_panel import (
         auth,
@@ -141,6 +146,8 @@ def _load_keys(app: Flask, config: Config) -> None:
         )
     if (problem := retention_problem(config)) is not None:
         raise StartupError(f"dr-panel cannot start: {problem}")
+    if (problem := serving_problem(config)) is not None:
+        raise StartupError(f"dr-panel cannot start: {problem}")
     app.extensions["dr_panel.keys"] = keys
     app.secret_key = keys.session
     app.config["WTF_CSRF_SECRET_KEY"] = keys.csrf
@@ -157,32 +164,22 @@ def _mtime(path: Path) -> int | None:
 
 def _follow_key_file() -> None:
     """Pick up a changed key file (a field key added or retired by `dr-panel keys`) in every
-    running worker without a restart. One stat() a request; the key commands replace the file
-    atomically, so a reader never sees half of it. A file that fails to load keeps the old ring."""
+    running worker without a restart: ``dr_panel.keys.current``, the one function that every
+    reader outside a request calls too."""
     from flask import current_app
 
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    path = Path(app.config["KEYS_FILE"])
-    seen = _mtime(path)
-    if seen is None or seen == app.extensions.get("dr_panel.keys_mtime"):
-        return
-    try:
-        keys = KeyRing.load(path, generate=False,
-                            strict_permissions=app.config["ENV_NAME"] == "production")
-    except KeyConfigError as err:
-        log.error("the key file changed but does not load (%s); keeping the keys in use", err)
-    else:
-        app.extensions["dr_panel.keys"] = keys
-        log.info("key file changed: keys reloaded (field keys %s, active %s)",
-                 sorted(keys.field_keys), keys.active_field_key)
-    app.extensions["dr_panel.keys_mtime"] = seen
+    from dr_panel.keys import current
+
+    current(current_app._get_current_object())  # type: ignore[attr-defined]
 
 
 def _configure_logging(app: Flask) -> None:
     logger = logging.getLogger("dr_panel")
     if not logger.handlers and not app.testing:
+        from dr_panel.runtime.web import formatter
+
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(formatter(app.config["LOG_FORMAT"]))  # DR_PANEL_LOG_FORMAT
         logger.addHandler(handler)
         # Our handler prints every line; the root one Alembic sets up when migrating would print
         # each a second time.

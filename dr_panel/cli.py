@@ -3,6 +3,7 @@ dr-panel's own groups. Passwords are read from a prompt or standard input, never
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,13 @@ from werkzeug.serving import run_simple
 from dr_panel import create_app
 from dr_panel.alerts.cli import alerts_cli, signals
 from dr_panel.api.cli import tokens
+from dr_panel.audit.cli import audit_cli
 from dr_panel.auth import services as accounts
 from dr_panel.auth.models import Role, User
+from dr_panel.backup import backup_cli, restore_cli
 from dr_panel.bench import bench
 from dr_panel.cases.imports import import_group
+from dr_panel.dbroles import roles as _db_roles  # noqa: F401  adds `dr-panel db roles`
 from dr_panel.dbtypes import refresh_planner_statistics
 from dr_panel.extensions import db
 from dr_panel.keys_cli import keys
@@ -29,6 +33,7 @@ from dr_panel.reference.models import Sector
 from dr_panel.retention.cli import retention_cli
 from dr_panel.reviews.actions import actions_cli
 from dr_panel.reviews.cli import requests
+from dr_panel.runtime.cli import serve, worker
 from dr_panel.trends.cli import trends
 from dr_panel.trends.populations import populations_cli
 
@@ -210,34 +215,6 @@ def agencies_list() -> None:
         click.echo(f"{a.code:12} {a.name:50} {a.sector.label}")
 
 
-# -- audit --------------------------------------------------------------------------------------
-
-
-@main.group()
-def audit() -> None:
-    """The tamper-evident audit log."""
-
-
-@audit.command("verify")
-@with_appcontext
-def audit_verify() -> None:
-    """Check the whole HMAC chain; name the first entry changed, inserted or deleted."""
-    from dr_panel.audit.services import count, verify
-
-    total = count()
-    with click.progressbar(length=total, label="Checking the audit log", file=sys.stderr) as bar:
-        result = verify(progress=bar)
-    if result.ok:
-        click.echo(f"The audit log is intact: {result.checked} entries checked.")
-        return
-    click.echo(
-        f"The audit log has been tampered with: {result.problem}. "
-        f"{result.checked} entries before it are intact.",
-        err=True,
-    )
-    sys.exit(1)
-
-
 # -- demo and start -----------------------------------------------------------------------------
 
 
@@ -349,11 +326,11 @@ def start(host: str, port: int) -> None:
     # slow page does not hold up another; for production, serve with a WSGI server instead.
     from dr_panel.alerts.broadcast import deliver_in_worker
     from dr_panel.mail.services import add_job, start_worker
+    from dr_panel.runtime.worker import scheduled_round
 
     add_job(app, deliver_in_worker)  # the alert broadcast goes out from the same worker
-    from dr_panel.retention.services import run_in_worker
-
-    add_job(app, run_in_worker)  # and the retention schedule, once every RETENTION_RUN_HOURS
+    add_job(app, scheduled_round)  # and dr-panel worker's schedule: the spike scan, chasing...
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # its request lines carry queries
     worker = start_worker(app)  # delivers every 30 s, and at once when a request queues mail
     try:
         run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
@@ -374,6 +351,11 @@ main.add_command(populations_cli)
 main.add_command(alerts_cli)
 main.add_command(signals)
 main.add_command(retention_cli)
+main.add_command(serve)
+main.add_command(worker)
+main.add_command(audit_cli)
+main.add_command(backup_cli)
+main.add_command(restore_cli)
 
 
 if __name__ == "__main__":  # pragma: no cover

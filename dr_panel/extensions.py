@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -23,4 +22,11 @@ db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))
 migrate = Migrate(compare_type=True, render_as_batch=True)
 login_manager = LoginManager()
 csrf = CSRFProtect()
-limiter = Limiter(key_func=get_remote_address, default_limits=[])
+# Counted per client by a keyed hash of its address (dr_panel.throttling), never the address.
+limiter = Limiter(key_func=lambda: _client_key(), default_limits=[])
+
+
+def _client_key() -> str:
+    from dr_panel.throttling import client_key
+
+    return client_key()

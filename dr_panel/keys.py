@@ -13,8 +13,8 @@ run. Reads keep working throughout: every value names its key id, and old keys s
 until they are retired.
 
 The running app caches the key ring at start-up (``app.extensions["dr_panel.keys"]``). The
-commands that change the key file reload it into that app; other processes (web workers) must be
-restarted to see a new key, before values are rotated to it.
+commands that change the key file reload it into that app; every other process follows the file
+through ``current(app)``: each request calls it, and so does each round of a background worker.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import os
 import re
 import secrets
 import tempfile
+import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -431,6 +432,40 @@ def _write_key_file(path: Path, text: str) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+_RELOAD_LOCK = threading.Lock()
+
+
+def current(app: Flask) -> KeyRing:
+    """The app's key ring, reloaded first if the key file changed: every reader outside a
+    request (the mail and broadcast workers, the retention job, ``dr-panel worker``) calls this
+    once a round, and every request once (``before_request``), so a key added or retired by
+    ``dr-panel keys`` in another process is followed without a restart. One ``stat()``; the key
+    commands replace the file atomically, so a reader never sees half of it. A file that fails
+    to load keeps the ring in use (logged, without key material)."""
+    path = key_file(app)
+    try:
+        seen: int | None = path.stat().st_mtime_ns
+    except OSError:
+        seen = None
+    if seen is None or seen == app.extensions.get("dr_panel.keys_mtime"):
+        return app.extensions["dr_panel.keys"]  # type: ignore[no-any-return]
+    with _RELOAD_LOCK:  # one reload when threads (web requests, worker) notice together
+        if seen != app.extensions.get("dr_panel.keys_mtime"):
+            try:
+                new = KeyRing.load(
+                    path, generate=False, strict_permissions=app.config["ENV_NAME"] == "production"
+                )
+            except KeyConfigError as err:
+                log.error("the key file changed but does not load (%s); keeping the keys in use",
+                          err)
+            else:
+                app.extensions["dr_panel.keys"] = new
+                log.info("key file changed: keys reloaded (field keys %s, active %s)",
+                         sorted(new.field_keys), new.active_field_key)
+            app.extensions["dr_panel.keys_mtime"] = seen
+    return app.extensions["dr_panel.keys"]  # type: ignore[no-any-return]
 
 
 def reload_ring(app: Flask) -> KeyRing:

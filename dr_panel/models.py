@@ -22,6 +22,7 @@ from dr_panel.auth.models import (
     user_areas,
 )
 from dr_panel.cases.models import Case, CaseEvent, Person, Substance, case_substances
+from dr_panel.counters import Counter
 from dr_panel.mail.models import OutboxMessage
 from dr_panel.privacy.models import PersonToken
 from dr_panel.reference.models import Agency, Area, Sector
@@ -34,10 +35,13 @@ from dr_panel.reviews.findings import (
     learning_point_themes,
 )
 from dr_panel.reviews.models import InfoRequest, Meeting, MeetingItem, MeetingMember
+from dr_panel.runtime.models import JobLease
 from dr_panel.trends.models import DailyCount, Population, TrendCount
 
 __all__ = [
-    "Agency", "ApiToken", "Area", "AuditEntry", "Case", "CaseEvent", "InfoRequest", "Meeting",
+    "JobLease",
+    "Agency", "ApiToken", "Area", "AuditEntry", "Case", "CaseEvent", "Counter", "InfoRequest",
+    "Meeting",
     "MeetingItem", "MeetingMember", "Outcome",
     "OutboxMessage", "Person", "Role", "Sector", "Substance", "User", "UserSession",
     "case_substances", "user_areas",

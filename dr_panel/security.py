@@ -32,6 +32,8 @@ from flask import (
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException, NotFound
 
 from dr_panel.audit.models import Outcome
@@ -298,11 +300,21 @@ ERROR_TEXT = {
         "to your home page.",
     ),
     405: ("That cannot be done here", "This page does not accept that kind of request."),
+    409: (
+        "Someone else saved this first",
+        "Someone else changed this at the same moment, so nothing you sent was saved. Go back, "
+        "reload the page to see their change, and make yours again.",
+    ),
     413: ("The upload is too large", "Send a smaller file."),
     429: (
         "Too many attempts",
-        "You have tried this too many times. Wait 15 minutes and try again, or ask your system "
-        "administrator to help.",
+        "You have tried this too many times. Wait a while (up to an hour) and try again, or ask "
+        "your system administrator to help.",
+    ),
+    503: (
+        "Paused for a moment",
+        "dr-panel cannot reach a service it needs just now, so nothing was done. Try again in a "
+        "minute; if it keeps happening, tell your system administrator the time it happened.",
     ),
     500: (
         "Something went wrong on our side",
@@ -330,6 +342,19 @@ def render_error(status: int, detail: str | None = None) -> tuple[str, int] | Re
     ), status
 
 
+def is_write_conflict(error: BaseException) -> bool:
+    """A conflict between simultaneous writers rather than a fault: stale version, unique
+    constraint, PostgreSQL deadlock (40P01) or serialisation failure (40001), SQLite busy."""
+    if isinstance(error, StaleDataError | IntegrityError):
+        return True
+    if isinstance(error, OperationalError):
+        code = getattr(error.orig, "pgcode", None) or getattr(error.orig, "sqlstate", None)
+        if code in ("40001", "40P01"):
+            return True
+        return "database is locked" in str(error.orig)
+    return False
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def csrf_error(error: CSRFError) -> Any:
@@ -353,6 +378,34 @@ def register_error_handlers(app: Flask) -> None:
                     response = make_response(response)
                 response.headers["Allow"] = allow
         return response
+
+    @app.errorhandler(StaleDataError)
+    @app.errorhandler(IntegrityError)
+    @app.errorhandler(OperationalError)
+    def write_conflict(error: Exception) -> Any:
+        """Two writers at once: a version check failed at flush (``version_id_col``), a unique
+        constraint was hit by a simultaneous save, or PostgreSQL chose this transaction as a
+        deadlock or serialisation victim. Nothing was saved (the transaction is rolled back), so
+        the answer is 409 "someone else saved this first" on both doors. Pages that must keep
+        the person's input catch the conflict themselves before it gets here. Any other
+        database error stays a 500."""
+        db.session.rollback()
+        if isinstance(error, OperationalError) and not is_write_conflict(error):
+            return unexpected(error)
+        log.info("write conflict (%s) on %s %s", type(error).__name__, request.method,
+                 request.endpoint)
+        return render_error(409)
+
+    from redis.exceptions import RedisError
+
+    @app.errorhandler(RedisError)
+    def throttling_unreachable(error: Exception) -> Any:
+        """The shared throttling store (Redis) went away while running: sign-in and the public
+        form fail closed (never unthrottled), but with 503 and a plain message, not a 500."""
+        db.session.rollback()
+        log.error("throttling storage unreachable (%s) on %s %s", type(error).__name__,
+                  request.method, request.endpoint)
+        return render_error(503)
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> Any:

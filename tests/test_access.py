@@ -24,6 +24,7 @@ ADMIN = frozenset({Role.ADMIN})
 MATRIX: dict[str, Any] = {
     "static": PUBLIC,
     "main.healthz": PUBLIC,
+    "main.readyz": PUBLIC,
     "auth.login": PUBLIC,
     "auth.login_code": PUBLIC,
     "auth.login_enrol": PUBLIC,
@@ -217,7 +218,10 @@ def test_every_endpoint_is_in_the_matrix(app: Flask) -> None:
 def test_anonymous_reaches_only_public_endpoints(app: Flask, client: Any) -> None:
     for endpoint, method, url in requests_for(app):
         response = client.open(url, method=method)
-        assert response.status_code < 500, (endpoint, method)
+        # /readyz answers 503 here by design: the suite's database is made by create_all, not
+        # migrated to head (tests/runtime/test_health.py covers both answers).
+        ready_probe = endpoint == "main.readyz" and response.status_code == 503
+        assert response.status_code < 500 or ready_probe, (endpoint, method)
         if MATRIX[endpoint] == PUBLIC:
             assert response.status_code not in (401, 403), (endpoint, method, response.status_code)
         elif url.startswith("/api/"):  # the API answers 401 problem details, not a redirect
@@ -250,7 +254,8 @@ def test_each_role_reaches_exactly_its_endpoints(
             response = program.open(url, method=method, headers=headers)
         else:
             response = client.open(url, method=method)
-        assert response.status_code < 500, (endpoint, method)
+        ready_probe = endpoint == "main.readyz" and response.status_code == 503  # not migrated
+        assert response.status_code < 500 or ready_probe, (endpoint, method)
         allowed = expected in (PUBLIC, SIGNED_IN) or any_role in expected
         if allowed:
             assert response.status_code not in (401, 403), (endpoint, method, response.status_code)

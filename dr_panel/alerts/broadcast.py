@@ -39,8 +39,10 @@ from dr_panel.alerts.models import (
 )
 from dr_panel.audit.models import Outcome as AuditOutcome
 from dr_panel.audit.services import record
+from dr_panel.crypto import DecryptionError
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
+from dr_panel.keys import current as follow_key_file
 from dr_panel.mail.transports import (
     Transport,
     address_of,
@@ -185,6 +187,7 @@ def deliver(limit: int | None = None) -> BroadcastReport:
     ``limit`` due deliveries, send them and record each one in its own small transaction.
     Uses its own database sessions: the caller's pending changes are left alone."""
     app = _app()
+    follow_key_file(app)  # a field key added since the last round is used in this one
     limit = limit or int(app.config["BROADCAST_BATCH"])
     expired = _expire_due()
     claimed = _claim(app, limit)
@@ -572,7 +575,7 @@ def _send_webhooks(
     timeout = float(app.config["WEBHOOK_TIMEOUT"])
     allow_loopback = bool(app.config["WEBHOOK_ALLOW_LOOPBACK"])
     bodies: dict[tuple[int, str], tuple[dict[str, str], str | None]] = {}
-    signing: dict[int, list[str]] = {}
+    signing: dict[int, list[str] | None] = {}
     jobs: list[tuple[Delivery, str, str]] = []
     for delivery in deliveries:
         sub = delivery.subscriber
@@ -586,13 +589,23 @@ def _send_webhooks(
         content, cap = bodies[key]
         body = webhooks.body_of(payload(delivery, content=content, cap=cap))
         if sub.id not in signing:
-            signing[sub.id] = secrets_of(sub)
+            try:
+                signing[sub.id] = secrets_of(sub)
+            except DecryptionError:
+                signing[sub.id] = None
+        if signing[sub.id] is None:
+            # Its secret is sealed under a key this worker cannot use (yet): recorded on this
+            # delivery and retried; the round, and every other delivery, goes on.
+            _key_problem(app, session, delivery, counts)
+            continue
         jobs.append((delivery, sub.url, body))
 
     def send(job: tuple[Delivery, str, str]) -> webhooks.Outcome:
         delivery, url, body = job
         msg_id = webhooks.message_id(delivery.uuid)
-        headers = webhooks.headers_for(signing[delivery.subscriber_id], msg_id, utcnow(), body)
+        headers = webhooks.headers_for(
+            signing[delivery.subscriber_id] or [], msg_id, utcnow(), body
+        )
         return webhooks.post(url, body, headers, timeout, allow_loopback=allow_loopback)
 
     threads = max(1, min(int(app.config["WEBHOOK_THREADS"]), len(jobs)))
@@ -605,6 +618,22 @@ def _send_webhooks(
             except Exception as err:  # a bug in building the request: retried, logged by type
                 outcome = webhooks.Outcome(status=None, error=type(err).__name__)
             _record_webhook(app, session, delivery, outcome, counts)
+
+
+def _key_problem(
+    app: Flask, session: Session, delivery: Delivery, counts: dict[str, int]
+) -> None:
+    """A delivery whose signing secret does not decrypt: failed, with the reason on the row
+    (never the value), retried after the usual back-off (a worker follows the key file each
+    round, so a newly added key is picked up by then)."""
+    retry_at = utcnow() + retry_delay(
+        delivery.attempts + 1, app.config["WEBHOOK_RETRY_BASE"], app.config["WEBHOOK_RETRY_CAP"]
+    )
+    _mark_failed(session, delivery, "secret does not decrypt (DecryptionError): key unknown",
+                 status=None, retry_at=retry_at)
+    counts["failed"] += 1
+    log.error("webhook %s: its signing secret does not decrypt with the keys loaded; "
+              "retry at %s", delivery.uuid, retry_at.isoformat(timespec="seconds"))
 
 
 def _record_webhook(

@@ -34,6 +34,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from dr_panel import counters
 from dr_panel.alerts import leakgate
 from dr_panel.alerts.models import (
     AUDIENCES,
@@ -48,6 +49,7 @@ from dr_panel.alerts.models import (
     Scope,
 )
 from dr_panel.audit.services import record
+from dr_panel.concurrency import flush_or
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
 from dr_panel.reference.models import Area
@@ -293,14 +295,15 @@ def _expires_at(day: date | None) -> datetime | None:
     return datetime.combine(day, time(23, 59), tzinfo=UTC) if day else None
 
 
+STALE_DRAFT = (
+    "Someone else changed this alert after you opened it, so nothing was saved. "
+    "Your entries are still below: compare them with the current version, then save again."
+)
+
+
 def _check_revision(version: AlertVersion, expected: int | None) -> None:
     if expected is not None and expected != version.revision:
-        raise StaleDraft(
-            "Someone else changed this alert after you opened it, so nothing was saved. "
-            "Your entries are still below: compare them with the current version, then "
-            "save again.",
-            "title",
-        )
+        raise StaleDraft(STALE_DRAFT, "title")
 
 
 def _pending(alert: Alert) -> AlertVersion:
@@ -326,13 +329,17 @@ def _details(version: AlertVersion, **extra: Any) -> dict[str, Any]:
 # -- the services -------------------------------------------------------------------------------
 
 
-def _next_reference(year: int) -> str:
-    prefix = f"LDIS-{year}-"
+def _highest(prefix: str) -> int:
     last = db.session.scalar(
         select(func.max(Alert.reference)).where(starts_with(Alert.reference, prefix))
     )
-    n = int(last.rsplit("-", 1)[1]) + 1 if last else 1
-    return f"{prefix}{n:04d}"
+    return int(last.rsplit("-", 1)[1]) if last else 0
+
+
+def _next_reference(year: int) -> str:
+    """From the year's counter row, locked until the draft commits (``dr_panel.counters``)."""
+    prefix = f"LDIS-{year}-"
+    return f"{prefix}{counters.take('alerts', prefix, floor=lambda: _highest(prefix)):04d}"
 
 
 def alert_for(assessment: Assessment) -> Alert | None:
@@ -425,7 +432,7 @@ def edit_draft(
     version.submitted_at = None
     if alert.status is AlertStatus.AWAITING_APPROVAL:
         alert.status = AlertStatus.DRAFT
-    db.session.flush()
+    flush_or(lambda: StaleDraft(STALE_DRAFT, "title"))  # an edit racing past the check
     record(
         "alert.edited",
         actor=by,

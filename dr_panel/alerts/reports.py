@@ -36,6 +36,7 @@ from typing import Any
 
 from sqlalchemy import Integer, cast, func, select
 
+from dr_panel import counters
 from dr_panel.alerts.models import DrugReport, ItemStatus, ReportSource
 from dr_panel.audit.models import Outcome
 from dr_panel.audit.services import record
@@ -162,14 +163,19 @@ def check_report(
     return area, held
 
 
-def next_reference(year: int) -> str:
-    prefix = f"DC-{year}-"
-    last = db.session.scalar(
+def _highest(prefix: str) -> int:
+    return db.session.scalar(
         select(func.max(cast(func.substr(DrugReport.reference, len(prefix) + 1), Integer))).where(
             starts_with(DrugReport.reference, prefix)
         )
-    )
-    return f"{prefix}{(last or 0) + 1:04d}"
+    ) or 0
+
+
+def next_reference(year: int) -> str:
+    """From the year's counter row, locked until the report commits (``dr_panel.counters``):
+    reports sent at the same moment never take the same number."""
+    prefix = f"DC-{year}-"
+    return f"{prefix}{counters.take('drug_reports', prefix, floor=lambda: _highest(prefix)):04d}"
 
 
 def _seal(report: DrugReport, column: str, text: str) -> str:

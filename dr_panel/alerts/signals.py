@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from flask import current_app
 from sqlalchemy import and_, func, select, tuple_
+from sqlalchemy.orm.attributes import flag_modified
 
 from dr_panel.alerts import ears
 from dr_panel.alerts.models import ItemStatus, Signal, SignalKind, SignalMethod, SignalSettings
@@ -150,6 +151,9 @@ def save_area_settings(
         db.session.add(row)
     row.overrides = json.dumps(overrides, sort_keys=True)
     row.updated_by_id = getattr(by, "id", None)
+    # Always an UPDATE, so its version check always runs: two saves of the same values from
+    # the same revision used to emit no UPDATE for the second, and both were accepted.
+    flag_modified(row, "overrides")
     db.session.flush()
     record("signals.settings.changed", actor=by, object_type="areas", object_uuid=area.uuid,
            details={"changed": changed})

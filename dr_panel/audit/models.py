@@ -77,6 +77,9 @@ POSTGRES_TRIGGER = [
     "BEGIN RAISE EXCEPTION 'audit entries are append-only'; END; $$ LANGUAGE plpgsql",
     "CREATE TRIGGER audit_entries_no_change BEFORE UPDATE OR DELETE ON audit_entries "
     "FOR EACH ROW EXECUTE FUNCTION audit_entries_append_only()",
+    # Row triggers do not see TRUNCATE; a statement trigger does (migration 0022).
+    "CREATE TRIGGER audit_entries_no_truncate BEFORE TRUNCATE ON audit_entries "
+    "FOR EACH STATEMENT EXECUTE FUNCTION audit_entries_append_only()",
 ]
 
 for _sql in SQLITE_TRIGGERS:

@@ -49,6 +49,22 @@ def canonical(entry: AuditEntry) -> bytes:
     return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def _lock_chain_head() -> None:
+    """Serialise appends, so two writers never take the same seq or chain from the same
+    previous hash. Taken just before the head is read; held until the caller's transaction
+    ends (kept short: callers commit right after). PostgreSQL: a transaction-level advisory
+    lock. SQLite: a write to the chain-head counter row, which takes the database's write lock
+    (pysqlite runs earlier reads outside a transaction, so the head read next is the latest;
+    a transaction that already wrote holds the lock already)."""
+    session = db.session
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_LOCK_ID})
+        return
+    from dr_panel import counters  # here: audit is imported by everything, counters by few
+
+    counters.lock("audit", "chain")
+
+
 def record(
     action: str,
     *,
@@ -64,8 +80,7 @@ def record(
     if actor is None and has_request_context() and current_user.is_authenticated:
         actor = current_user
     session = db.session
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_LOCK_ID})
+    _lock_chain_head()
     head = session.execute(
         select(AuditEntry.seq, AuditEntry.entry_hash).order_by(AuditEntry.seq.desc()).limit(1)
     ).first()

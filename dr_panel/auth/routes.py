@@ -30,7 +30,7 @@ from flask_login import current_user
 from werkzeug.wrappers import Response
 
 from dr_panel.audit.services import record
-from dr_panel.auth import links, pending, services
+from dr_panel.auth import links, pending, services, throttle
 from dr_panel.auth.forms import (
     ChangePasswordForm,
     CodeForm,
@@ -50,29 +50,28 @@ bp = Blueprint("auth", __name__)
 # -- throttling -----------------------------------------------------------------------------------
 
 
-def _account_key() -> str:
-    """Throttle per account (by a hash of the address typed, known or not) as well as per client."""
-    email = request.form.get("email") or ""
-    if not email:
-        row = pending.find(session.get("pending"))
-        email = row.user.email if row is not None else ""
-    return "acct:" + hash_token(services.normalise_email(email))[:32]
-
-
 def _failed(response: Response) -> bool:
     return bool(g.get("signin_failed"))
 
 
+# Per client, across accounts (one client spraying many addresses). Per account, the back-off
+# of ``throttle``: per (account, client) pair, so the owner's own client is never locked out.
 limit_client = limiter.limit(
     lambda: current_app.config["LOGIN_LIMIT_PER_CLIENT"], methods=["POST"], deduct_when=_failed
 )
-limit_account = limiter.shared_limit(
-    lambda: current_app.config["LOGIN_LIMIT_PER_ACCOUNT"],
-    scope="signin-account",
-    key_func=_account_key,
-    methods=["POST"],
-    deduct_when=_failed,
-)
+
+
+def _backoff(email: str) -> throttle.SignInAttempt | Response:
+    """This pair's attempt, or the 429 answer while it must still wait (checked before the
+    password or code, so a right one during the wait is refused too)."""
+    attempt = throttle.SignInAttempt.of(email)
+    wait = attempt.wait_seconds()
+    return throttle.refuse(wait) if wait else attempt
+
+
+def _count_failure(attempt: throttle.SignInAttempt, owner: User | None) -> None:
+    g.signin_failed = True
+    attempt.failed(owner)
 
 
 # -- the pending sign-in ------------------------------------------------------------------------
@@ -129,6 +128,7 @@ def _advance(user: User, after: str, next_url: str | None = None) -> Response:
 
 def _finish(user: User, next_url: str | None) -> Response:
     pending.drop(session.get("pending"))
+    throttle.SignInAttempt.of(user.email).succeeded()  # this client starts afresh
     _fresh_session()  # nothing carried over from before sign-in but pending messages
     token = services.begin_session(user)
     db.session.commit()
@@ -150,20 +150,22 @@ def _back_to_start() -> Response:
 
 @bp.route("/login", methods=["GET", "POST"])
 @public
-@limit_account
 @limit_client
 def login() -> Any:
     if current_user.is_authenticated:
         return redirect(url_for("main.home"))
     form = LoginForm()
     if form.validate_on_submit():
+        attempt = _backoff(form.email.data)
+        if isinstance(attempt, Response):
+            return attempt
         user = services.authenticate(form.email.data, form.password.data)
         if user is None:
-            db.session.commit()  # the failed attempt's audit entry
-            g.signin_failed = True
+            _count_failure(attempt, services.find_user(form.email.data))
+            db.session.commit()  # the failed attempt's audit entry (and any ceiling e-mail)
             form.password.errors.append(
                 "The e-mail address or password is not right. Check both and try again; "
-                "after 5 failed attempts you must wait 15 minutes."
+                "after 5 failed attempts, each further try from here must wait a little longer."
             )
             return render_template("auth/login.html", form=form), 200
         pending.drop(session.pop("pending", None))  # an earlier, abandoned attempt
@@ -173,7 +175,6 @@ def login() -> Any:
 
 @bp.route("/login/code", methods=["GET", "POST"])
 @public
-@limit_account
 @limit_client
 def login_code() -> Any:
     user = _pending_user("code")
@@ -181,10 +182,13 @@ def login_code() -> Any:
         return _back_to_start()
     form = CodeForm()
     if form.validate_on_submit():
+        attempt = _backoff(user.email)
+        if isinstance(attempt, Response):
+            return attempt
         if services.check_code(user, form.code.data):
             return _advance(user, "code")
+        _count_failure(attempt, user)
         db.session.commit()
-        g.signin_failed = True
         form.code.errors.append(
             "That code is not right, or was already used. Wait for the next "
             "code in your app and enter it."
@@ -194,12 +198,15 @@ def login_code() -> Any:
 
 @bp.route("/login/enrol", methods=["GET", "POST"])
 @public
-@limit_account
 @limit_client
 def login_enrol() -> Any:
     user = _pending_user("enrol")
     if user is None:
         return _back_to_start()
+    if request.method == "POST":
+        attempt = _backoff(user.email)
+        if isinstance(attempt, Response):
+            return attempt
     return _enrol_page(user, on_success=lambda: _advance(user, "enrol"), required=True)
 
 
@@ -311,7 +318,11 @@ def _enrol_page(user: User, *, on_success: Any, required: bool) -> Any:
                 "success",
             )
             return on_success()
-        g.signin_failed = True
+        if required:  # a sign-in stage: counted like a wrong code
+            _count_failure(throttle.SignInAttempt.of(user.email), user)
+            db.session.commit()
+        else:
+            g.signin_failed = True
         form.code.errors.append(
             "That code does not match. Check the app shows dr-panel, wait "
             "for a new code and enter it."

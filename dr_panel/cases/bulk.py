@@ -38,8 +38,9 @@ from operator import attrgetter
 from types import SimpleNamespace
 from typing import IO, Any
 
-from sqlalchemy import Boolean, Date, DateTime, Enum, Integer, Time, Uuid, cast, func, select, text
+from sqlalchemy import Boolean, Date, DateTime, Enum, Time, Uuid, func, select, text
 
+from dr_panel import counters
 from dr_panel.audit.models import Outcome
 from dr_panel.audit.services import record
 from dr_panel.cases import identity as ident
@@ -53,13 +54,19 @@ from dr_panel.cases.models import (
     age_band,
     case_substances,
 )
-from dr_panel.cases.services import FIELDS, REQUIRED, Lookups, parse_notification
+from dr_panel.cases.services import (
+    FIELDS,
+    REQUIRED,
+    Lookups,
+    highest_reference,
+    parse_notification,
+    reference_key,
+)
 from dr_panel.crypto import KeyRing
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
 from dr_panel.privacy.models import PersonToken
 from dr_panel.privacy.tokens import person_tokens
-from dr_panel.search import starts_with
 from dr_panel.trends import aggregates as trend_counts
 
 log = logging.getLogger("dr_panel.cases")
@@ -701,6 +708,7 @@ class Importer:
                 if progress:
                     progress(len(prepared))
             self._trends.flush()
+            self._save_counters()
             self._restore_connection()
         except BaseException:
             db.session.rollback()
@@ -1017,24 +1025,22 @@ class Importer:
         return range(start, start + count)
 
     def _reference(self, key: tuple[int, str, int]) -> str:
+        """Numbers from the same counter as a single notification: the first use of a
+        numbering takes the counter row (locked until the import commits), later rows count on
+        locally, and ``_save_counters`` writes the last number used before the commit."""
         area_id, case_type, year = key
-        prefix = f"{'DRD' if case_type == CaseType.DEATH.value else 'NFO'}-{year}-"
+        scope, counter_key = reference_key(area_id, case_type, year)
+        prefix = counter_key.split(":", 1)[1]
         number = self._next_number.get(key)
         if number is None:
-            # The highest number so far, compared as a number: as text, "NFO-2025-10000"
-            # sorts before "NFO-2025-9999".
-            # Retired references (cases that moved away) stay taken too.
-            last = max(
-                db.session.scalar(
-                    select(func.max(cast(func.substr(t.c.reference, len(prefix) + 1), Integer)))
-                    .where(t.c.area_id == area_id)
-                    .where(starts_with(t.c.reference, prefix))
-                ) or 0
-                for t in (cases_t, retired_t)
-            )
-            number = last + 1
+            number = counters.take(scope, counter_key,
+                                   floor=lambda: highest_reference(area_id, prefix))
         self._next_number[key] = number + 1
         return f"{prefix}{number:04d}"
+
+    def _save_counters(self) -> None:
+        for (area_id, case_type, year), following in self._next_number.items():
+            counters.set_last(*reference_key(area_id, case_type, year), following - 1)
 
     def _write(self, rows: list[_Row]) -> None:
         if not rows:

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Any
 
-from sqlalchemy import Select, exists, func, or_, select, tuple_
+from sqlalchemy import Select, exists, func, or_, select, text, tuple_
 from sqlalchemy.orm import selectinload
 
+from dr_panel import counters
 from dr_panel.audit.models import Outcome
 from dr_panel.audit.services import record
 from dr_panel.cases import identity as ident
@@ -43,6 +44,7 @@ from dr_panel.cases.models import (
     age_band,
     case_substances,
 )
+from dr_panel.concurrency import flush_or
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
 from dr_panel.reference.models import Agency, Area
@@ -437,23 +439,48 @@ def case_year(case: Case) -> int:
         return case.notified_on.year
 
 
-def next_reference(area: Area, case_type: CaseType, year: int) -> str:
-    prefix = f"{'DRD' if case_type is CaseType.DEATH else 'NFO'}-{year}-"
+def reference_key(area_id: int, case_type: CaseType | str, year: int) -> tuple[str, str]:
+    """The counter of one case numbering (area, DRD/NFO, year); shared with the bulk import."""
+    kind = case_type.value if isinstance(case_type, CaseType) else case_type
+    return "cases", f"{area_id}:{'DRD' if kind == CaseType.DEATH.value else 'NFO'}-{year}-"
+
+
+def highest_reference(area_id: int, prefix: str) -> int:
+    """The highest number stored under ``prefix`` in an area, retired references included:
+    only seeds a counter that does not exist yet (see ``dr_panel.counters``)."""
     # The numerically largest: longer numbers first, since "NFO-2026-10000" < "NFO-2026-9999"
     # as text (numbers are zero-padded to at least four digits).
-    # References retired by cases that moved away stay taken (never given to another case).
     last = 0
     for column, area_column in ((Case.reference, Case.area_id),
                                 (RetiredReference.reference, RetiredReference.area_id)):
         found = db.session.scalar(
             select(column)
-            .where(area_column == area.id, starts_with(column, prefix))
+            .where(area_column == area_id, starts_with(column, prefix))
             .order_by(func.length(column).desc(), column.desc())
             .limit(1)
         )
         if found:
             last = max(last, int(found.rsplit("-", 1)[1]))
-    return f"{prefix}{last + 1:04d}"
+    return last
+
+
+def lock_cases_for_numbering() -> None:
+    """PostgreSQL: take the lock a case INSERT takes anyway (ROW EXCLUSIVE) before the counter
+    row, so a bulk import holding the cases table and wanting the same counter cannot deadlock
+    with a single notification (locks always in the order: cases table, then counter)."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(text("LOCK TABLE cases IN ROW EXCLUSIVE MODE"))
+
+
+def next_reference(area: Area, case_type: CaseType, year: int) -> str:
+    """The next reference of a numbering, from its counter row (locked until the caller's
+    transaction ends, so two notifications at once never take the same number). References
+    retired by cases that moved away stay taken: the counter never goes back."""
+    scope, key = reference_key(area.id, case_type, year)
+    prefix = key.split(":", 1)[1]
+    lock_cases_for_numbering()
+    number = counters.take(scope, key, floor=lambda: highest_reference(area.id, prefix))
+    return f"{prefix}{number:04d}"
 
 
 def create_notification(n: Notification, *, by: Any, source: str = "form") -> Case:
@@ -672,7 +699,7 @@ def update_case(case: Case, n: Notification, *, by: Any, expected_version: int |
     age = ident.age_on(n.identity.dob, n.event_date)
     case.age_at_event, case.age_band = age, age_band(age)
     if changed:
-        db.session.flush()
+        flush_or(StaleEdit)  # a save racing past the version check above
         record(
             "case.updated",
             actor=by,

@@ -22,6 +22,7 @@ from dr_panel.audit.services import record
 from dr_panel.auth.models import Role
 from dr_panel.cases.identity import keys
 from dr_panel.cases.models import Case, CaseEvent, CaseStatus, CaseType
+from dr_panel.concurrency import flush_or
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
 
@@ -132,6 +133,12 @@ class StaleCase(WorkflowError):
     pass
 
 
+STALE_CASE = (
+    "Someone else changed this case after you opened it. Look at its status now, then "
+    "choose again."
+)
+
+
 def available(case: Case, user: Any) -> list[Transition]:
     """The moves this person may make on this case now (for the buttons on its page)."""
     return [
@@ -158,10 +165,7 @@ def move(
     if t is None:
         raise WorkflowError("Choose one of the steps offered on the case page.")
     if expected_version is not None and expected_version != case.version:
-        raise StaleCase(
-            "Someone else changed this case after you opened it. Look at its "
-            "status now, then choose again."
-        )
+        raise StaleCase(STALE_CASE)
     if by.role not in t.roles:
         raise WorkflowError(f"Only a panel coordinator can mark a case “{t.label}”.")
     if case.status not in t.source:
@@ -204,7 +208,7 @@ def move(
             reason, table="case_events", column="reason", record=str(event.uuid)
         )
     case.status = t.target
-    db.session.flush()
+    flush_or(lambda: StaleCase(STALE_CASE))  # a move racing past the version check
     record(
         "case.transition",
         actor=by,

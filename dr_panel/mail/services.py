@@ -333,6 +333,9 @@ def deliver_soon(app: Flask, limit: int = 100) -> None:
 
 
 def _deliver(app: Flask, limit: int) -> DeliveryReport:
+    from dr_panel.keys import current as follow_key_file
+
+    follow_key_file(app)  # a worker outside any request follows the key file each run
     sent = failed = 0
     last_id = 0
     transport: Transport | None = None

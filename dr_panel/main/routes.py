@@ -5,7 +5,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, render_template
 from flask_login import current_user
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from dr_panel.audit.models import AuditEntry, Outcome
 from dr_panel.auth.models import Role, User
@@ -200,6 +200,19 @@ def _admin_summary() -> dict[str, Any]:
 @bp.route("/healthz")
 @public
 def healthz() -> Any:
-    """For load balancers: says the app and its database answer, and nothing else."""
-    db.session.execute(text("SELECT 1"))
+    """Liveness: the process answers. Nothing else is checked (a database outage must not make
+    the orchestrator restart every web process) and nothing else is said."""
+    return jsonify(status="ok")
+
+
+@bp.route("/readyz")
+@public
+def readyz() -> Any:
+    """Readiness, for the load balancer: database, migrations at head, keys, Redis when
+    configured. Answers ok (200) or not ok (503) with the failing checks' names only."""
+    from dr_panel.runtime.web import failing_checks
+
+    failing = failing_checks(current_app._get_current_object())  # type: ignore[attr-defined]
+    if failing:
+        return jsonify(status="not ok", failing=failing), 503
     return jsonify(status="ok")

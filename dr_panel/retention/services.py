@@ -530,6 +530,9 @@ def run_in_worker(app: Flask) -> None:
     app.extensions[_LAST_RUN] = time_mod.monotonic()
     try:
         with app.app_context():
+            from dr_panel.keys import current as follow_key_file
+
+            follow_key_file(app)  # new values are sealed under the key active now
             done = run()
             if done.total:
                 log.info("retention: disposed of %d record(s)", done.total)

@@ -31,6 +31,7 @@ from dr_panel.audit.services import record
 from dr_panel.auth.models import Role, User, user_areas
 from dr_panel.cases.identity import keys
 from dr_panel.cases.models import Case, CaseStatus, CaseType, Labelled, Person, str_enum
+from dr_panel.concurrency import flush_or
 from dr_panel.dbtypes import PublicIdMixin, UTCDateTime, utcnow
 from dr_panel.extensions import db
 from dr_panel.reference.models import Agency
@@ -217,6 +218,12 @@ class StaleAction(ActionError):
     pass
 
 
+STALE_ACTION = (
+    "A colleague updated this action after you opened it, so your changes were not "
+    "saved. Your entries are still below: compare, then save again."
+)
+
+
 def create_action(
     case: Case, *, description: str, agency: Agency | None, due_on: date | None, by: Any
 ) -> Action:
@@ -275,11 +282,7 @@ def update_action(
     if not action.can_update(by):
         raise ActionError("Only the owner agency's people can update this action.", "status")
     if expected_version is not None and expected_version != action.version:
-        raise StaleAction(
-            "A colleague updated this action after you opened it, so your changes were not "
-            "saved. Your entries are still below: compare, then save again.",
-            "status",
-        )
+        raise StaleAction(STALE_ACTION, "status")
     evidence = (change.evidence or "").strip()
     reason = (change.reason or "").strip()
     if len(evidence) > MAX_TEXT or len(reason) > MAX_TEXT:
@@ -301,7 +304,7 @@ def update_action(
     else:
         action.completed_at = None
     action.updated_by_id, action.updated_at = getattr(by, "id", None), utcnow()
-    db.session.flush()
+    flush_or(lambda: StaleAction(STALE_ACTION, "status"))
     record(
         "action.updated",
         actor=by,

@@ -167,7 +167,25 @@ def record_attendance(meeting: Meeting, present_user_ids: set[int], *, by: Any) 
     )
 
 
-def save_minutes(item: MeetingItem, text: str, *, by: Any) -> None:
+class StaleMinutes(MeetingError):
+    """Someone else saved this case's minutes since the form was opened."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Someone else saved the minutes for this case first, so yours were not saved. "
+            "Their text is shown below yours: combine them and save again.",
+            "minutes",
+        )
+
+
+def save_minutes(
+    item: MeetingItem, text: str, *, by: Any, expected_version: int | None = None
+) -> None:
+    """Save one case's minutes. Refuses a form opened before someone else's save (the version
+    it was read at differs), like every other edited record: minutes were silently overwritten.
+    A save racing past this check is refused at flush by ``version_id_col``."""
+    if expected_version is not None and expected_version != item.version:
+        raise StaleMinutes()
     text = text.strip()
     if len(text) > 20000:
         raise MeetingError("Keep the minutes for one case to 20,000 characters.", "minutes")

@@ -182,11 +182,15 @@ class MeetingItem(db.Model):  # type: ignore[name-defined,misc]
     )
     position: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     minutes_enc: Mapped[str | None] = mapped_column(Text)
+    # Minutes are edited by several people at a meeting: a save made from an older version is
+    # refused (StaleDataError -> "someone else saved this first") instead of overwriting.
+    version: Mapped[int] = mapped_column(Integer, default=1, nullable=False)
 
     meeting: Mapped[Meeting] = relationship(back_populates="items")
     case: Mapped[Case] = relationship(lazy="joined")
 
     __table_args__ = (UniqueConstraint("meeting_id", "case_id"),)
+    __mapper_args__ = {"version_id_col": version}
 
     def __repr__(self) -> str:
         return f"<MeetingItem {self.id}>"

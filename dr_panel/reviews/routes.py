@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, flash, make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
+from sqlalchemy.orm.exc import StaleDataError
 from wtforms import DateField, StringField, SubmitField
 from wtforms import SelectChoice as Opt
 from wtforms.validators import DataRequired
@@ -261,6 +262,8 @@ def _coordinator_post(uuid: str, action: Any, done: str) -> Any:
     else:
         try:
             action(m)
+        except mt.StaleMinutes:
+            raise  # the minutes page keeps the text itself
         except mt.MeetingError as err:
             db.session.rollback()
             flash(str(err), "error")
@@ -316,13 +319,33 @@ def attendance(uuid: str) -> Any:
 @bp.route("/meetings/<uuid>/minutes/<case_uuid>", methods=["POST"])
 @roles(Role.COORDINATOR)
 def minutes(uuid: str, case_uuid: str) -> Any:
+    m = _meeting_or_404(uuid, need="edit")
+    item = next((i for i in m.items if str(i.case.uuid) == case_uuid), None)
+    text = request.form.get("minutes", "")
+    try:
+        expected: int | None = int(request.form.get("version", ""))
+    except ValueError:
+        expected = None  # a form without a version: the flush still checks
+
     def save(m: Meeting) -> None:
-        item = next((i for i in m.items if str(i.case.uuid) == case_uuid), None)
         if item is None:
             raise mt.MeetingError("That case is not on this meeting's agenda.", "minutes")
-        mt.save_minutes(item, request.form.get("minutes", ""), by=me())
+        mt.save_minutes(item, text, by=me(), expected_version=expected)
+        db.session.flush()
 
-    return _coordinator_post(uuid, save, "Minutes saved.")
+    try:
+        return _coordinator_post(uuid, save, "Minutes saved.")
+    except (mt.StaleMinutes, StaleDataError):
+        # Keep what they wrote: the page again with their text in the box, the newer saved
+        # text beside it, and the current version so that their next save goes through.
+        db.session.rollback()
+        m = _meeting_or_404(uuid, need="edit")
+        return render_template(
+            "reviews/meeting.html", meeting=m, editing=True,
+            candidates=mt.agenda_candidates(m), eligible=mt.eligible_members(m),
+            minutes={i.id: mt.minutes_of(i) for i in m.items},
+            kept={case_uuid: text}, stale=str(mt.StaleMinutes()),
+        ), 409
 
 
 @bp.route("/meetings/<uuid>/pack")

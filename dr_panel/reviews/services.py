@@ -19,6 +19,7 @@ from dr_panel.audit.services import record
 from dr_panel.auth.models import Role, User
 from dr_panel.cases import identity as ident
 from dr_panel.cases.models import Case, CaseStatus, CaseType, YesNoUnknown
+from dr_panel.concurrency import flush_or
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
 from dr_panel.reference.models import Agency
@@ -42,6 +43,12 @@ class RequestError(ValueError):
 
 class StaleReturn(RequestError):
     pass
+
+
+STALE_RETURN = (
+    "A colleague saved this return after you opened it, so your changes "
+    "were not saved. Your entries are still below: compare, then save again."
+)
 
 
 def _seal(req: InfoRequest, stem: str, text: str | None) -> str | None:
@@ -210,11 +217,7 @@ def save_return(
             "This return was already submitted; ask the coordinator if something must change."
         )
     if expected_version is not None and expected_version != req.version:
-        raise StaleReturn(
-            "A colleague saved this return after you opened it, so your changes "
-            "were not saved. Your entries are still below: compare, then save again.",
-            "known_to_agency",
-        )
+        raise StaleReturn(STALE_RETURN, "known_to_agency")
     if (
         answer.first_contact_on
         and answer.last_contact_on
@@ -246,7 +249,7 @@ def save_return(
         req.status, req.returned_at = RequestStatus.RETURNED, utcnow()
     else:
         req.status = RequestStatus.DRAFT
-    db.session.flush()
+    flush_or(lambda: StaleReturn(STALE_RETURN, "known_to_agency"))
     record(
         "request.returned" if submit else "request.draft_saved",
         actor=by,

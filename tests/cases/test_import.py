@@ -11,13 +11,16 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from dr_panel import counters
 from dr_panel.audit.models import AuditEntry, Outcome
 from dr_panel.auth.models import Role
 from dr_panel.cases import bulk, imports, services
 from dr_panel.cases import identity as ident
 from dr_panel.cases.bulk import FileRefused, Importer, Mode, Problem, import_csv
 from dr_panel.cases.models import Case, MatchStatus, Person, RetiredReference, case_substances
+from dr_panel.cases.services import reference_key
 from dr_panel.cli import main
+from dr_panel.counters import Counter
 from dr_panel.extensions import db
 from dr_panel.reference.models import Area
 
@@ -264,6 +267,7 @@ def test_rows_link_like_the_intake_form_links(app: Any, coordinator: Any) -> Non
     db.session.execute(case_substances.delete())
     db.session.execute(Case.__table__.delete())
     db.session.execute(Person.__table__.delete())
+    db.session.execute(Counter.__table__.delete())  # numbering starts again, as on a new database
     db.session.commit()
 
     result = run(csv_bytes(sequence), coordinator, batch_rows=3)
@@ -322,6 +326,7 @@ def test_references_continue_the_area_sequence_numerically(app: Any, coordinator
     first = create(coordinator, row(BEN))
     assert first.reference == "NFO-2026-0001"
     first.reference = "NFO-2026-9999"
+    counters.set_last(*reference_key(first.area_id, first.case_type, 2026), 9999)
     db.session.commit()
     run(
         csv_bytes([row(ANNA), row(DEV), row(CARA, case_type="death", nfo_outcome="")]),

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
+from dr_panel import counters
 from dr_panel.audit.models import AuditEntry, Outcome
 from dr_panel.auth.models import Role
 from dr_panel.cases import identity as ident
@@ -485,6 +486,7 @@ def test_case_list_pages_through_every_case_once_newest_first(
 def test_references_keep_counting_past_9999(coordinator: Any) -> None:
     case = create(coordinator, notified_on="2026-05-04")
     case.reference = "NFO-2026-9999"
+    counters.set_last(*services.reference_key(case.area_id, case.case_type, 2026), 9999)
     db.session.commit()
     later = create(
         coordinator,

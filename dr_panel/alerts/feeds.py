@@ -22,7 +22,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET  # noqa: S405 -- building XML only, never parsing input
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app, g, request
 from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.exceptions import NotFound
@@ -54,11 +54,15 @@ def _bad_credentials() -> Response | None:
         )
     header = request.headers.get("Authorization", "")
     if header and not current_user.is_authenticated:
+        from dr_panel.api.services import TOKEN_REFUSALS
+
+        check = g.get("token_check")  # why the loader refused it, as the API would say
+        why = TOKEN_REFUSALS.get(getattr(check, "refusal", None) or "unknown",
+                                 TOKEN_REFUSALS["unknown"])
         response = problem(
             401,
             "The API token is not valid",
-            "The token was not recognised or has been revoked. Make a new one on your account "
-            "page, or leave the header out for the public alerts only.",
+            why + " Or leave the header out for the public alerts only.",
         )
         response.headers["WWW-Authenticate"] = 'Bearer realm="dr-panel"'
         return response

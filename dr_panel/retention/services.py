@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from flask import Flask, current_app
+from flask import current_app
 from sqlalchemy import Table, and_, delete, func, or_, select, update
 from sqlalchemy.exc import OperationalError
 
@@ -513,28 +513,3 @@ def _report_texts(
                     },
                 )
         tick(len(ids))
-
-
-# -- the background worker ----------------------------------------------------------------------
-
-_LAST_RUN = "dr_panel.retention.last_run"
-
-
-def run_in_worker(app: Flask) -> None:
-    """One round of the background worker (``mail.add_job``): applies the schedule at most once
-    every ``RETENTION_RUN_HOURS``. Never raises: errors are logged by type, and the next round
-    tries again (whole pages already done stay done)."""
-    last = app.extensions.get(_LAST_RUN)
-    if last is not None and time_mod.monotonic() - last < app.config["RETENTION_RUN_HOURS"] * 3600:
-        return
-    app.extensions[_LAST_RUN] = time_mod.monotonic()
-    try:
-        with app.app_context():
-            from dr_panel.keys import current as follow_key_file
-
-            follow_key_file(app)  # new values are sealed under the key active now
-            done = run()
-            if done.total:
-                log.info("retention: disposed of %d record(s)", done.total)
-    except Exception as err:
-        log.error("retention run failed (%s); the next round tries again", type(err).__name__)

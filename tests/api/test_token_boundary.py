@@ -206,6 +206,8 @@ def test_a_token_expires_and_is_refused(client: Any, create_user: Any, bearer: A
     db.session.commit()
     response = client.get("/api/v1/alerts", headers=headers)
     assert response.status_code == 401 and "expired" in response.get_json()["detail"]
+    feed = client.get("/feeds/alerts.atom", headers=headers)  # the feed says why, as the API does
+    assert feed.status_code == 401 and "expired" in feed.get_json()["detail"]
     assert entries("access.denied")[-1].actor_uuid == user.uuid
     with pytest.raises(TokenError, match="expired"):
         renew_token(token, by=user)

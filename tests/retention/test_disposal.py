@@ -309,15 +309,3 @@ def test_the_case_page_and_reveal_say_the_identifiers_were_erased(
                            data={"reason": "Checking before the panel meeting"})
     assert revealed.status_code == 200
     assert "Identifiers erased on" in revealed.get_data(as_text=True)
-
-
-def test_the_background_worker_runs_the_schedule_at_most_once_a_period(
-    app: Any, coordinator: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    calls: list[int] = []
-    monkeypatch.setattr(
-        retention, "run", lambda **kw: calls.append(1) or retention.RunReport(dry_run=False)
-    )
-    retention.run_in_worker(app)
-    retention.run_in_worker(app)
-    assert calls == [1]

@@ -68,6 +68,7 @@ renews a live one here.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from flask import (
@@ -1178,22 +1179,22 @@ def create() -> Any:
 @tokens_bp.post("/<uuid>/revoke")
 @signed_in
 def revoke(uuid: str) -> Any:
-    token = _own_token(uuid)
-    if not EmptyForm().validate_on_submit():
-        flash("The form had expired, so nothing was changed. Try again.", "error")
-        return redirect(url_for("api_tokens.index"))
-    try:
-        api.revoke_token(token, by=me())
-    except api.TokenError as err:
-        db.session.rollback()
-        flash(str(err), "error")
-    else:
-        db.session.commit()
-        flash(
-            f"Revoked the token '{token.name}'. Programs using it are refused from now on.",
-            "success",
-        )
-    return redirect(url_for("api_tokens.index"))
+    return _on_own_token(
+        uuid,
+        api.revoke_token,
+        lambda t: f"Revoked the token '{t.name}'. Programs using it are refused from now on.",
+    )
+
+
+@tokens_bp.post("/<uuid>/renew")
+@signed_in
+def renew(uuid: str) -> Any:
+    return _on_own_token(
+        uuid,
+        api.renew_token,
+        lambda t: f"Renewed the token '{t.name}': it now expires on "
+        f"{t.expires_at:%d %B %Y at %H:%M} UTC.",
+    )
 
 
 def _own_token(uuid: str) -> ApiToken:
@@ -1203,13 +1204,24 @@ def _own_token(uuid: str) -> ApiToken:
     return token
 
 
-@tokens_bp.post("/<uuid>/renew")
-@signed_in
-def renew(uuid: str) -> Any:
+def _on_own_token(
+    uuid: str, change: Callable[..., Any], said: Callable[[ApiToken], str]
+) -> Any:
+    """One of the owner's buttons on a token (revoke, renew): the CSRF check, the service, one
+    commit, and what the page says."""
     token = _own_token(uuid)
     if not EmptyForm().validate_on_submit():
         flash("The form had expired, so nothing was changed. Try again.", "error")
         return redirect(url_for("api_tokens.index"))
+    try:
+        change(token, by=me())
+    except api.TokenError as err:
+        db.session.rollback()
+        flash(str(err), "error")
+    else:
+        db.session.commit()
+        flash(said(token), "success")
+    return redirect(url_for("api_tokens.index"))
     try:
         api.renew_token(token, by=me())
     except api.TokenError as err:

@@ -20,6 +20,7 @@ both insert, the second conflicts and increments instead.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import Integer, String, update
 from sqlalchemy.orm import Mapped, mapped_column
@@ -48,7 +49,7 @@ def _upsert(scope: str, key: str, first: int, step: int) -> int:
     else:
         from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
     table = Counter.__table__
-    stmt = insert(table).values(scope=scope, key=key, value=first)
+    stmt: Any = insert(table).values(scope=scope, key=key, value=first)
     stmt = stmt.on_conflict_do_update(
         index_elements=[table.c.scope, table.c.key], set_={"value": table.c.value + step}
     ).returning(table.c.value)

@@ -27,6 +27,7 @@ a confirmation e-mail (the reference, never the content), queued in the same tra
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import uuid as uuid_mod
@@ -191,7 +192,7 @@ class HeldSpan:
     start: int
     end: int
     kind: str
-    person_ids: frozenset[int] = field(default=frozenset(), repr=False)
+    person_ids: frozenset[int] = dataclasses.field(default=frozenset(), repr=False)
     stored: bool = True
     message: str = ""
 

@@ -30,11 +30,13 @@ rephrase, which is always possible.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Protocol
 
 from flask import current_app, has_app_context
 from sqlalchemy import select
@@ -88,6 +90,23 @@ KIND_MESSAGES = {
 }
 
 
+class Span(Protocol):
+    """What forms read of a finding, and of a held report's stored span (``HeldSpan``)."""
+
+    @property
+    def field(self) -> str: ...
+    @property
+    def start(self) -> int: ...
+    @property
+    def end(self) -> int: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def stored(self) -> bool: ...
+    @property
+    def person_ids(self) -> frozenset[int]: ...
+
+
 @dataclass(frozen=True)
 class Finding:
     """One offending span of one field, in the field's original text. ``text[start:end]`` is
@@ -99,8 +118,9 @@ class Finding:
     end: int
     kind: str
     message: str
-    stored: bool = field(default=False, repr=False)
-    person_ids: frozenset[int] = field(default=frozenset(), repr=False)
+    # ``dataclasses.field``: inside the class body the name ``field`` reads as the attribute above.
+    stored: bool = dataclasses.field(default=False, repr=False)
+    person_ids: frozenset[int] = dataclasses.field(default=frozenset(), repr=False)
 
 
 def _finding(
@@ -416,12 +436,12 @@ class _Stored:
             select(p.id, p.bi_name_dob).where(p.bi_name_dob.in_(list(tries)))
         ).all()
         self._load([pid for pid, _ in candidates], ("name", "dob"))
-        for pid, bi in candidates:
+        for pid, stored_bi in candidates:
             name, dob = self._plain_of(pid, "name"), self._plain_of(pid, "dob")
             if not name or not dob:
                 continue
             last = ident.fold(ident.surname(name))
-            for folded, day, d, dh, w in tries.get(bi, []):
+            for folded, day, d, dh, w in tries.get(stored_bi, []):
                 if folded == last and day.isoformat() == dob:
                     self.out.append(_finding(d.name, d.norm, dh.start, dh.end, "date_of_birth",
                                              {pid}))  # fmt: skip
@@ -445,7 +465,7 @@ class _Stored:
                     self.out.append(_finding(d.name, d.norm, start, end, "address", {pid}))
 
 
-def merged_spans(text: str, findings: Iterable[Finding]) -> list[tuple[str, list[Finding]]]:
+def merged_spans(text: str, findings: Iterable[Span]) -> list[tuple[str, list[Span]]]:
     """``text`` cut into pieces for the page: ``(piece, findings covering it)``; a piece with
     findings is highlighted (``<mark>``) with their messages beside it. Overlapping spans merge."""
     spans = sorted(((f.start, f.end, i, f) for i, f in enumerate(findings)), key=lambda t: t[:3])

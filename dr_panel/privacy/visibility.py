@@ -23,18 +23,18 @@ from sqlalchemy import select
 
 from dr_panel.auth.models import Role
 from dr_panel.extensions import db
-from dr_panel.privacy.detector import Finding
+from dr_panel.privacy.detector import Span
 
 # The roles that see people's cases at all (``Case.can_view``); the others never see a match.
 CASE_ROLES = frozenset({Role.COORDINATOR, Role.PANEL_MEMBER})
 
 
-def is_stored(finding: Finding) -> bool:
+def is_stored(finding: Span) -> bool:
     """True for a match against a stored person, False for a pattern."""
     return finding.stored
 
 
-def person_ids_of(finding: Finding) -> frozenset[int]:
+def person_ids_of(finding: Span) -> frozenset[int]:
     """The internal ids of the people a stored finding matched (empty for a pattern; a stored
     finding without them is held from everyone)."""
     return finding.person_ids
@@ -73,15 +73,15 @@ def may_see_person(user: Any, person_id: int) -> bool:
 
 
 def split_findings(
-    findings: Iterable[Finding], user: Any
-) -> tuple[list[Finding], list[Finding]]:
+    findings: Iterable[Span], user: Any
+) -> tuple[list[Span], list[Span]]:
     """``(shown, held)``: patterns and the stored matches ``user`` may see are shown; every other
     stored match is held, never to be shown to ``user`` nor to change what they see."""
     findings = list(findings)
     ids = {pid for f in findings if is_stored(f) for pid in person_ids_of(f)}
     visible = visible_people(user, ids)
-    shown: list[Finding] = []
-    held: list[Finding] = []
+    shown: list[Span] = []
+    held: list[Span] = []
     for f in findings:
         if not is_stored(f) or person_ids_of(f) & visible:
             shown.append(f)

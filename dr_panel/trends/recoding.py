@@ -159,8 +159,8 @@ def _absorb(
         if best is None or value > best[0]:
             best = (value, c, tuple(depths))
     assert best is not None  # there is always a class: the pool is smaller than the whole
-    _, c, depths = best
-    merged = EquivalenceClass(tuple(sorted((*classes[c].members, *pool))), depths)
+    _, c, best_depths = best
+    merged = EquivalenceClass(tuple(sorted((*classes[c].members, *pool))), best_depths)
     return [*classes[:c], merged, *classes[c + 1:]]
 
 

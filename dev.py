@@ -2,7 +2,8 @@
 """The two commands of the README, needing nothing but Python 3.11+.
 
     python3 dev.py start        set up .venv, migrate, make keys and demo data, serve on :5000
-    python3 dev.py test [ARGS]  set up .venv with the test extras and run pytest (ARGS go to pytest)
+    python3 dev.py test [ARGS]  set up .venv with the test and bench extras and run pytest (ARGS
+                                go to pytest)
 
 Installs are skipped when pyproject.toml has not changed since the last one.
 """
@@ -58,7 +59,7 @@ def main(argv: list[str]) -> int:
             [str(BIN / "dr-panel"), "start", *rest], cwd=ROOT
         )  # noqa: S603
     if command == "test":
-        ensure_env("test")
+        ensure_env("test,bench")
         return subprocess.call(  # noqa: S603
             [str(BIN / "python"), "-m", "pytest", *rest], cwd=ROOT
         )  # noqa: S603

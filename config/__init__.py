@@ -45,6 +45,16 @@ def _env_json(name: str, default: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
+def _merged(
+    defaults: dict[str, dict[str, Any]], changes: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """``defaults`` with each channel's entry updated by ``changes`` (checked by the app)."""
+    out = {name: dict(entry) for name, entry in defaults.items()}
+    for name, entry in changes.items():
+        out[name] = {**out.get(name, {}), **entry} if isinstance(entry, dict) else entry
+    return out
+
+
 def _env_whole(name: str, default: int, low: int, high: int, unit: str) -> int:
     """A whole number from the environment within [low, high], or start-up stops saying why."""
     raw = os.environ.get(name)
@@ -210,15 +220,13 @@ class Config:
     # development and testing, off by default, and production refuses to start with it.
     WEBHOOK_ALLOW_LOOPBACK: bool = False
     WEBHOOK_TIMEOUT: float = 10.0
-    WEBHOOK_RETRY_BASE: float = 30.0  # seconds; doubles per attempt, full jitter
-    WEBHOOK_RETRY_CAP: float = 6 * 3600.0
     WEBHOOK_MAX_FAILURES: int = 8  # consecutive failures before an endpoint is disabled
     WEBHOOK_THREADS: int = 32
     WEBHOOK_SECRET_OVERLAP: timedelta = timedelta(hours=24)  # the old secret signs this long
     BROADCAST_CLAIM: timedelta = timedelta(minutes=5)  # a worker's claim on a batch
     BROADCAST_BATCH: int = 500
 
-    # Trends: statistical disclosure control (dr_panel.trends.disclosure), NHS Digital's rule.
+    # Trends: statistical disclosure control (dr_panel.privacy.disclosure), NHS Digital's rule.
     DISCLOSURE_SUPPRESS_BELOW: int = 8  # counts 1..7 are shown as "*"
     DISCLOSURE_ROUND_TO: int = 5  # other counts rounded to the nearest 5
     DISCLOSURE_MIN_EVENTS_FOR_RATE: int = 10  # no rate on fewer events
@@ -276,6 +284,19 @@ class Config:
     REMINDERS_AT: str = "07:00"
     AUDIT_ANCHOR_MINUTES: int = 60
     WORKER_INTERVAL: int = 15  # seconds between the worker's rounds over the outboxes
+
+    # Trying again after a failure (dr_panel.retry, which says why the channels differ): per
+    # channel, the wait after the first failure ("first", seconds), multiplied by "factor"
+    # after each further one, at most "cap"; "jitter": "full" (a random wait up to that),
+    # "tenth" (up to a tenth more) or "none"; "give_up_after" failed tries (null: never).
+    # Env RETRY: JSON, merged per channel, e.g. {"webhook": {"cap": 3600}}.
+    RETRY: dict[str, dict[str, Any]] = field(default_factory=lambda: {
+        "mail": {"first": 60, "factor": 5, "cap": 2 * 3600, "jitter": "tenth"},
+        "alert_email": {"first": 30, "factor": 2, "cap": 6 * 3600, "jitter": "full",
+                        "give_up_after": 8},
+        "webhook": {"first": 30, "factor": 2, "cap": 6 * 3600, "jitter": "full"},
+        "job": {"first": 5 * 60},
+    })
 
     def as_flask_mapping(self) -> dict[str, Any]:
         return asdict(self)
@@ -384,5 +405,6 @@ def load_config(name: str | None = None, **overrides: Any) -> Config:
     )
     for key, low, high, unit in RETENTION_SETTINGS:
         env[key] = _env_whole(key, getattr(base, key), low, high, unit)
+    env["RETRY"] = _merged(base.RETRY, _env_json("RETRY", {}))
     env.update(overrides)
     return replace(base, **env)

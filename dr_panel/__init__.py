@@ -10,19 +10,19 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from flask_openapi3 import OpenAPI
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from config import PROJECT_ROOT, Config, load_config, retention_problem, serving_problem
+from dr_panel import retry
 from dr_panel.crypto import KeyConfigError, KeyRing
+from dr_panel.errors import StartupError
 from dr_panel.extensions import csrf, db, migrate
+from dr_panel.version import __version__
 
-__version__ = "0.1.0"
+__all__ = ["StartupError", "__version__", "create_app"]
 log = logging.getLogger("dr_panel")
-
-
-class StartupError(SystemExit):
-    """The app refuses to start; the message says what to fix."""
 
 
 @event.listens_for(Engine, "connect")
@@ -39,11 +39,19 @@ def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
 def create_app(config: Config | str | None = None, **overrides: Any) -> Flask:
     if not isinstance(config, Config):
         config = load_config(config, **overrides)
-    app = Flask(
+    from dr_panel.webapi import Problem, on_invalid
+
+    # flask-openapi3's Flask: the JSON API's operations validate their pydantic models and the
+    # OpenAPI document is generated from them (dr_panel.api.v1); its own document pages are off.
+    app = OpenAPI(
         __name__,
         instance_path=config.INSTANCE_PATH,
         template_folder=str(PROJECT_ROOT / "templates"),
         static_folder=str(PROJECT_ROOT / "static"),
+        doc_ui=False,
+        validation_error_status=400,
+        validation_error_model=Problem,
+        validation_error_callback=on_invalid,
     )
     app.config.from_mapping(config.as_flask_mapping())
     Path(app.instance_path).mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -56,6 +64,7 @@ def create_app(config: Config | str | None = None, **overrides: Any) -> Flask:
     from dr_panel import throttling
 
     throttling.init_app(app)  # Redis when configured; production refuses unsafe storage
+    retry.init_app(app)  # every channel's retry schedule, checked once
     from dr_panel.runtime import web as runtime_web
 
     runtime_web.init_app(app)  # the trusted proxy's client address, one log line per request
@@ -66,9 +75,8 @@ def create_app(config: Config | str | None = None, **overrides: Any) -> Flask:
         security,
     )
     from dr_panel.admin.routes import bp as admin_bp
-    from dr_panel.api.routes import bp as api_bp
-    from dr_panel.api.routes import tokens_bp
     from dr_panel.audit.routes import bp as audit_bp
+    from dr_panel.auth.token_routes import bp as tokens_bp
     from dr_panel.cases.imports import bp as imports_bp
     from dr_panel.cases.routes import bp as cases_bp
     from dr_panel.main.routes import bp as main_bp
@@ -79,16 +87,25 @@ def create_app(config: Config | str | None = None, **overrides: Any) -> Flask:
     from dr_panel.trends import aggregates as trend_counts
 
     trend_counts.init_app(app)  # keeps the trend counts in step with the cases
-    from dr_panel.mail import services as mail
+    from dr_panel.cases import intake
+    from dr_panel.reviews.actions import alert_plan_leads
 
-    mail.init_app(app)
+    # What a new case sets off in other domains (cases cannot import them: they import cases).
+    intake.init_app(
+        app, intake.Effects(counts=trend_counts.BulkCounts, on_linked_nfo=[alert_plan_leads])
+    )
+    from dr_panel.mail import worker as mail_worker
+
+    mail_worker.init_app(app)  # checks the mail settings; delivers after a request that queued
     app.register_blueprint(main_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(audit_bp)
     app.register_blueprint(cases_bp)
     app.register_blueprint(reviews_bp)
     app.register_blueprint(imports_bp)
-    app.register_blueprint(api_bp)
+    from dr_panel.api import v1 as api_v1
+
+    api_v1.register(app)  # /api/v1: every domain's API and the generated OpenAPI document
     app.register_blueprint(tokens_bp)
     from dr_panel.alerts.routes import bp as alerts_bp
     from dr_panel.alerts.routes import public_bp as drug_concern_bp
@@ -164,11 +181,11 @@ def _mtime(path: Path) -> int | None:
 
 def _follow_key_file() -> None:
     """Pick up a changed key file (a field key added or retired by `dr-panel keys`) in every
-    running worker without a restart: ``dr_panel.keys.current``, the one function that every
+    running worker without a restart: ``dr_panel.crypto.current``, the one function that every
     reader outside a request calls too."""
     from flask import current_app
 
-    from dr_panel.keys import current
+    from dr_panel.crypto import current
 
     current(current_app._get_current_object())  # type: ignore[attr-defined]
 

@@ -16,6 +16,7 @@ Figures, with the targets of issue 4 (later issues add theirs to ``FIGURES``):
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import os
@@ -33,13 +34,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from sqlalchemy import create_engine, func, inspect, select, text
 from sqlalchemy.engine import make_url
 
 from config import TestingConfig, load_config, normalise_database_url
+
+if TYPE_CHECKING:
+    from dr_panel.auth.models import User
 
 # The demo's three areas, which share one drug information network, and the agencies that notify.
 AREAS = [
@@ -663,7 +667,7 @@ def _raw_executemany(synthetic: Synthetic, source: Path, batch: int = 5000) -> f
     return spent
 
 
-def _intake(report: Report, coordinator: Any, source: Path, raw_seconds: float) -> None:
+def _intake(report: Report, coordinator: User, source: Path, raw_seconds: float) -> None:
     from dr_panel.cases.bulk import Mode, import_csv
     from dr_panel.dbtypes import refresh_planner_statistics
     from dr_panel.extensions import db
@@ -735,10 +739,10 @@ def _cpu(before: Any, who: int) -> float:
 
 
 def _lookups(report: Report, synthetic: Synthetic, count: int) -> None:
-    from dr_panel.cases import identity as ident
     from dr_panel.cases.models import MatchStatus
     from dr_panel.cases.services import find_match
     from dr_panel.extensions import db
+    from dr_panel.privacy import identity as ident
 
     numbers = synthetic.nhs_numbers(count)
     times = []
@@ -929,7 +933,7 @@ def _page_timer(app: Any, user_id: int, password: str) -> Callable[[str], float]
     from dr_panel.extensions import db
 
     with app.app_context():
-        email = db.session.get(User, user_id).email
+        email = db.session.get_one(User, user_id).email
     client = app.test_client()
     response = client.post("/login", data={"email": email, "password": password})
     if response.status_code != 302:
@@ -954,7 +958,7 @@ def _service_timer(app: Any, user_id: int) -> Callable[[str], float]:
     def timed(query: str) -> float:
         with app.test_request_context(f"/cases?{query}"):
             started = time.perf_counter()
-            user = db.session.get(User, user_id)
+            user = db.session.get_one(User, user_id)
             page = paginate(_visible(user, query))
             _ = [(c.reference, c.area.name, [s.name for s in c.substances]) for c in page.items]
             return (time.perf_counter() - started) * 1000
@@ -962,7 +966,7 @@ def _service_timer(app: Any, user_id: int) -> Callable[[str], float]:
     return timed
 
 
-def _visible(user: Any, query: str) -> Any:
+def _visible(user: User, query: str) -> Any:
     from urllib.parse import parse_qs
 
     from dr_panel.cases.models import CaseType
@@ -991,7 +995,7 @@ def _plans(report: Report, user_id: int) -> None:
     from dr_panel.cases.models import Case
     from dr_panel.extensions import db
 
-    user = db.session.get(User, user_id)
+    user = db.session.get_one(User, user_id)
     dialect = db.session.get_bind().dialect
     explain = "EXPLAIN QUERY PLAN " if dialect.name == "sqlite" else "EXPLAIN "
     total = db.session.scalar(text("SELECT count(*) FROM cases")) or 0
@@ -1030,7 +1034,7 @@ def current_page_size() -> int:
 TREND_FROM, TREND_TO = date(2023, 1, 1), date(2025, 12, 1)
 
 
-def _trend_queries(lead: Any) -> tuple[str, dict[str, Callable[[], Any]]]:
+def _trend_queries(lead: User) -> tuple[str, dict[str, Callable[[], Any]]]:
     """How each trend query is answered: through ``dr_panel.trends.queries.run`` for a lead
     (what a user waits for) when it exists, else by SQL over ``trend_counts``."""
     from dr_panel.extensions import db
@@ -1052,7 +1056,7 @@ def _trend_queries(lead: Any) -> tuple[str, dict[str, Callable[[], Any]]]:
             query, errors = queries.parse_query(args)
             if errors:
                 break
-            calls[key] = lambda q=query: queries.run(q, lead)
+            calls[key] = functools.partial(queries.run, query, lead)
         else:
             return ("dr_panel.trends.queries.run for a lead, with disclosure control on (cell "
                     "key perturbation, then NHS Digital's rounding)"), calls
@@ -1462,7 +1466,7 @@ def _fanout(
                                    level=AlertLevel.URGENT_ALERT, scope=Scope.RESTRICTED,
                                    content=json_mod.dumps(content), audiences="[]",
                                    drafted_by_id=coordinator_id, issued_at=utcnow())  # fmt: skip
-            version.areas = [db.session.get(Area, area_id)]
+            version.areas = [db.session.get_one(Area, area_id)]
             alert.versions.append(version)
             db.session.add(alert)
             db.session.flush()

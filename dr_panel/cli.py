@@ -3,6 +3,7 @@ dr-panel's own groups. Passwords are read from a prompt or standard input, never
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import sys
 from pathlib import Path
@@ -16,12 +17,11 @@ from werkzeug.serving import run_simple
 
 from dr_panel import create_app
 from dr_panel.alerts.cli import alerts_cli, signals
-from dr_panel.api.cli import tokens
 from dr_panel.audit.cli import audit_cli
 from dr_panel.auth import services as accounts
 from dr_panel.auth.models import Role, User
+from dr_panel.auth.tokens_cli import tokens
 from dr_panel.backup import backup_cli, restore_cli
-from dr_panel.bench import bench
 from dr_panel.cases.imports import import_group
 from dr_panel.dbroles import roles as _db_roles  # noqa: F401  adds `dr-panel db roles`
 from dr_panel.dbtypes import refresh_planner_statistics
@@ -31,8 +31,7 @@ from dr_panel.mail.cli import mail
 from dr_panel.reference import services as reference
 from dr_panel.reference.models import Sector
 from dr_panel.retention.cli import retention_cli
-from dr_panel.reviews.actions import actions_cli
-from dr_panel.reviews.cli import requests
+from dr_panel.reviews.cli import actions_cli, requests
 from dr_panel.runtime.cli import serve, worker
 from dr_panel.trends.cli import trends
 from dr_panel.trends.populations import populations_cli
@@ -336,6 +335,36 @@ def start(host: str, port: int) -> None:
         run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
     finally:
         worker.stop()
+
+
+# -- the benchmark ------------------------------------------------------------------------------
+
+BENCH_NEEDS = ("duckdb", "pandas")  # the optional 'bench' extra: its DuckDB comparison
+
+
+@click.command(
+    "bench",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=False,
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def bench(ctx: click.Context, args: tuple[str, ...]) -> Any:
+    """Benchmark intake, lookups, the case list and trends on synthetic data (--help for the
+    options). Needs the bench extra: pip install 'dr-panel[bench]'."""
+    missing = [name for name in BENCH_NEEDS if importlib.util.find_spec(name) is None]
+    if missing:
+        are = "is" if len(missing) == 1 else "are"
+        raise click.ClickException(
+            f"The benchmark needs {' and '.join(missing)}, which {are} not installed here. "
+            "Install the bench extra: pip install 'dr-panel[bench]'"
+        )
+    # The one import inside a function: the benchmark (1,500 lines, and DuckDB when it runs)
+    # is loaded for this command only, not on every dr-panel command.
+    from dr_panel.bench import bench as command
+
+    with command.make_context(ctx.info_name, list(args), parent=ctx) as sub:
+        return command.invoke(sub)
 
 
 # Commands kept in their own areas' modules.

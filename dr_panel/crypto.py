@@ -20,9 +20,11 @@ import binascii
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 import stat
+import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -31,6 +33,7 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from flask import Flask
 
 KEY_BYTES = 32
 SINGLE_PURPOSES = ("session", "csrf", "audit", "blind_index")
@@ -90,7 +93,7 @@ class KeyRing:
         )
 
     def to_json(self) -> str:
-        data = {p: _b64(getattr(self, p)) for p in SINGLE_PURPOSES}
+        data: dict[str, object] = {p: _b64(getattr(self, p)) for p in SINGLE_PURPOSES}
         data["field"] = {
             "active": self.active_field_key,
             "keys": {kid: _b64(k) for kid, k in self.field_keys.items()},
@@ -243,3 +246,56 @@ def hash_token(token: str) -> str:
 
 def new_token() -> str:
     return secrets.token_urlsafe(32)
+
+
+# -- the app's key ring, following the key file -------------------------------------------------
+
+log = logging.getLogger(__name__)
+
+
+def key_file(app: Flask) -> Path:
+    return Path(app.config["KEYS_FILE"])
+
+
+_RELOAD_LOCK = threading.Lock()
+
+
+def current(app: Flask) -> KeyRing:
+    """The app's key ring, reloaded first if the key file changed: every reader outside a
+    request (the mail and broadcast workers, the retention job, ``dr-panel worker``) calls this
+    once a round, and every request once (``before_request``), so a key added or retired by
+    ``dr-panel keys`` in another process is followed without a restart. One ``stat()``; the key
+    commands replace the file atomically, so a reader never sees half of it. A file that fails
+    to load keeps the ring in use (logged, without key material)."""
+    path = key_file(app)
+    try:
+        seen: int | None = path.stat().st_mtime_ns
+    except OSError:
+        seen = None
+    if seen is None or seen == app.extensions.get("dr_panel.keys_mtime"):
+        return app.extensions["dr_panel.keys"]  # type: ignore[no-any-return]
+    with _RELOAD_LOCK:  # one reload when threads (web requests, worker) notice together
+        if seen != app.extensions.get("dr_panel.keys_mtime"):
+            try:
+                new = KeyRing.load(
+                    path, generate=False, strict_permissions=app.config["ENV_NAME"] == "production"
+                )
+            except KeyConfigError as err:
+                log.error("the key file changed but does not load (%s); keeping the keys in use",
+                          err)
+            else:
+                app.extensions["dr_panel.keys"] = new
+                log.info("key file changed: keys reloaded (field keys %s, active %s)",
+                         sorted(new.field_keys), new.active_field_key)
+            app.extensions["dr_panel.keys_mtime"] = seen
+    return app.extensions["dr_panel.keys"]  # type: ignore[no-any-return]
+
+
+def reload_ring(app: Flask) -> KeyRing:
+    """Load the ring again from the key file into this running app (the app caches it)."""
+    new = KeyRing.load(
+        key_file(app), generate=False, strict_permissions=app.config["ENV_NAME"] == "production"
+    )
+    app.extensions["dr_panel.keys"] = new
+    app.extensions["dr_panel.keys_mtime"] = key_file(app).stat().st_mtime_ns
+    return new

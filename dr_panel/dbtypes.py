@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from datetime import UTC, datetime  # noqa: F401  (UTC re-exported)
 from typing import Any
@@ -61,3 +62,13 @@ def refresh_planner_statistics(session: Any) -> None:
     if bind.dialect.name == "sqlite":
         session.execute(text("PRAGMA optimize"))
     session.commit()
+
+
+def storable(text: str, *, newlines: bool = False) -> bool:
+    """No NUL or other control characters (PostgreSQL text refuses NUL), no lone surrogates
+    (they cannot be encoded to UTF-8, so cannot be encrypted or stored)."""
+    allowed = "\t\n\r" if newlines else "\t"
+    return not any(
+        (unicodedata.category(ch) == "Cc" and ch not in allowed) or "\ud800" <= ch <= "\udfff"
+        for ch in text
+    )

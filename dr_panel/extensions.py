@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from flask_limiter import Limiter
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import MetaData
+
+# Flask-Limiter is created beside its key (a keyed hash of the client's address, never the
+# address) in dr_panel.throttling, which imports nothing of ours back; handed on from here.
+from dr_panel.throttling import limiter as limiter
 
 # A stable naming convention keeps constraint names, and so migrations, identical on every engine.
 NAMING_CONVENTION = {
@@ -22,11 +25,3 @@ db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))
 migrate = Migrate(compare_type=True, render_as_batch=True)
 login_manager = LoginManager()
 csrf = CSRFProtect()
-# Counted per client by a keyed hash of its address (dr_panel.throttling), never the address.
-limiter = Limiter(key_func=lambda: _client_key(), default_limits=[])
-
-
-def _client_key() -> str:
-    from dr_panel.throttling import client_key
-
-    return client_key()

@@ -69,7 +69,7 @@ def whole_number(raw: str | None, *, default: int | None = None) -> int | None:
 def audit_reason_field(label: str, required: str) -> TextAreaField:
     """The "why" of an access to someone's identifiers (reveal, subject access): 10 to 300
     characters, kept in the audit log with the person's name, and checked for identifiers by
-    ``dr_panel.privacy.reasons`` before it is stored."""
+    ``dr_panel.cases.reasons`` before it is stored."""
     return TextAreaField(
         label,
         validators=[

@@ -26,7 +26,6 @@ import os
 import re
 import secrets
 import tempfile
-import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,7 +37,15 @@ from sqlalchemy import ColumnElement, Table, func, not_, select, update
 
 from dr_panel.audit.models import Outcome
 from dr_panel.audit.services import record
-from dr_panel.crypto import FIELD_PREFIX, KEY_BYTES, DecryptionError, KeyConfigError, KeyRing
+from dr_panel.crypto import (
+    FIELD_PREFIX,
+    KEY_BYTES,
+    DecryptionError,
+    KeyConfigError,
+    KeyRing,
+    key_file,
+    reload_ring,
+)
 from dr_panel.extensions import db
 from dr_panel.search import starts_with
 
@@ -284,7 +291,8 @@ def _rotate_batch(
         done = db.session.execute(
             update(t).where(t.c.id == row_id, col == old).values({spec.column: new})
         )
-        if done.rowcount == 1:
+        # SQLAlchemy types Session.execute as Result; an UPDATE's is a CursorResult, with rowcount
+        if done.rowcount == 1:  # type: ignore[attr-defined]
             moved[kid_of(old) or "?"] += 1
         else:
             changed += 1
@@ -385,10 +393,6 @@ def verify(*, progress: Progress | None = None, batch_size: int = 1000) -> Verif
 # -- the key file -------------------------------------------------------------------------------
 
 
-def key_file(app: Flask) -> Path:
-    return Path(app.config["KEYS_FILE"])
-
-
 def _refuse_env_keys(doing: str) -> None:
     if any(os.environ.get(name) for name in ENV_FIELD_VARS):
         raise KeyAdminError(
@@ -432,50 +436,6 @@ def _write_key_file(path: Path, text: str) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-
-
-_RELOAD_LOCK = threading.Lock()
-
-
-def current(app: Flask) -> KeyRing:
-    """The app's key ring, reloaded first if the key file changed: every reader outside a
-    request (the mail and broadcast workers, the retention job, ``dr-panel worker``) calls this
-    once a round, and every request once (``before_request``), so a key added or retired by
-    ``dr-panel keys`` in another process is followed without a restart. One ``stat()``; the key
-    commands replace the file atomically, so a reader never sees half of it. A file that fails
-    to load keeps the ring in use (logged, without key material)."""
-    path = key_file(app)
-    try:
-        seen: int | None = path.stat().st_mtime_ns
-    except OSError:
-        seen = None
-    if seen is None or seen == app.extensions.get("dr_panel.keys_mtime"):
-        return app.extensions["dr_panel.keys"]  # type: ignore[no-any-return]
-    with _RELOAD_LOCK:  # one reload when threads (web requests, worker) notice together
-        if seen != app.extensions.get("dr_panel.keys_mtime"):
-            try:
-                new = KeyRing.load(
-                    path, generate=False, strict_permissions=app.config["ENV_NAME"] == "production"
-                )
-            except KeyConfigError as err:
-                log.error("the key file changed but does not load (%s); keeping the keys in use",
-                          err)
-            else:
-                app.extensions["dr_panel.keys"] = new
-                log.info("key file changed: keys reloaded (field keys %s, active %s)",
-                         sorted(new.field_keys), new.active_field_key)
-            app.extensions["dr_panel.keys_mtime"] = seen
-    return app.extensions["dr_panel.keys"]  # type: ignore[no-any-return]
-
-
-def reload_ring(app: Flask) -> KeyRing:
-    """Load the ring again from the key file into this running app (the app caches it)."""
-    new = KeyRing.load(
-        key_file(app), generate=False, strict_permissions=app.config["ENV_NAME"] == "production"
-    )
-    app.extensions["dr_panel.keys"] = new
-    app.extensions["dr_panel.keys_mtime"] = key_file(app).stat().st_mtime_ns
-    return new
 
 
 def _replace_key_file(app: Flask, path: Path, old_text: str, data: dict[str, Any]) -> KeyRing:

@@ -35,10 +35,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException, NotFound
+from werkzeug.wrappers import Response as BaseResponse
 
 from dr_panel.audit.models import Outcome
 from dr_panel.audit.services import record_now
 from dr_panel.auth.models import Role
+from dr_panel.auth.tokens import NOTICES_KEY, TOKEN_REFUSALS, check_token, take_revocation_notices
 from dr_panel.dbtypes import parse_uuid
 from dr_panel.extensions import db
 
@@ -112,7 +114,8 @@ def accepted_credentials() -> Credentials:
     """What the current request's route accepts: by blueprint, pages unless listed above."""
     if not has_request_context():
         return PAGES
-    return CREDENTIALS.get(request.blueprint or "", PAGES)
+    # A nested blueprint ("api.cases") takes its top parent's rule ("api").
+    return CREDENTIALS.get((request.blueprint or "").split(".")[0], PAGES)
 
 
 def bearer_token() -> str | None:
@@ -148,8 +151,6 @@ def _deny_token_owner(token: Any, why: str) -> None:
 def token_not_accepted() -> Response:
     """401 for an API token on a page (account, second factor, sessions, tokens, admin...): a
     token is for programs using the API and can never act as a signed-in person."""
-    from dr_panel.api.services import check_token
-
     presented = bearer_token()
     _deny_token_owner(check_token(presented).token if presented else None, "api token on a page")
     return _bearer_problem(
@@ -165,8 +166,6 @@ def token_refused() -> Response:
     """The API's answer to a request it cannot authenticate: no token (a session cookie does
     not count), or a token that is unknown, revoked, expired, or whose account may not use one
     yet (403: a role that must use a second factor, before enrolling)."""
-    from dr_panel.api.services import TOKEN_REFUSALS
-
     check = g.get("token_check")
     if check is None or check.refusal is None:
         return _bearer_problem(
@@ -208,7 +207,7 @@ def deny(
     raise NotFound() if status == 404 else Forbidden()
 
 
-def guard() -> Response | None:
+def guard() -> BaseResponse | None:
     endpoint = request.endpoint
     if endpoint is None or endpoint == "static":
         return None  # unknown URL: the 404 handler answers
@@ -425,8 +424,6 @@ def register_error_handlers(app: Flask) -> None:
 def say_tokens_revoked(response: Response) -> Response:
     """Tell the person whose action revoked API tokens (a password or second factor changed,
     an account's access changed or it was disabled), once the change has committed."""
-    from dr_panel.api.services import NOTICES_KEY, take_revocation_notices
-
     if not db.session.info.get(NOTICES_KEY):
         return response
     viewer = current_user.id if current_user and current_user.is_authenticated else None

@@ -18,9 +18,20 @@ import hmac
 import os
 
 from flask import Flask, current_app, request
+from flask_limiter import Limiter
 from limits.storage import Storage
 
-from dr_panel.extensions import limiter
+from dr_panel.errors import StartupError
+
+
+def client_key() -> str:
+    """Flask-Limiter's key for "this client": the pseudonym of its address (the proxy's
+    forwarded address where ``dr-panel serve`` trusts one)."""
+    return pseudonym(request.remote_addr or "")
+
+
+# Created once (``dr_panel.extensions`` hands it on), counted per client by ``client_key``.
+limiter = Limiter(key_func=client_key, default_limits=[])
 
 
 def init_app(app: Flask) -> None:
@@ -28,8 +39,6 @@ def init_app(app: Flask) -> None:
     try:
         limiter.init_app(app)
     except Exception as err:  # an unknown scheme, a client not installed: never the URL
-        from dr_panel import StartupError
-
         raise StartupError(
             "dr-panel cannot start: RATELIMIT_STORAGE_URI is not a storage it can use "
             f"({type(err).__name__}); use memory:// or redis://host:6379/0."
@@ -38,8 +47,6 @@ def init_app(app: Flask) -> None:
     if problem is None:
         return
     if app.config["ENV_NAME"] == "production":
-        from dr_panel import StartupError
-
         raise StartupError(f"dr-panel cannot start: {problem}")
     app.logger.warning("throttling: %s", problem)
 
@@ -50,12 +57,6 @@ def pseudonym(value: str) -> str:
     neither, and a hash cannot be reversed by trying every IPv4 address."""
     key = current_app.extensions["dr_panel.keys"].index_key("throttling")
     return hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
-
-
-def client_key() -> str:
-    """Flask-Limiter's key for "this client": the pseudonym of its address (the proxy's
-    forwarded address where ``dr-panel serve`` trusts one)."""
-    return pseudonym(request.remote_addr or "")
 
 
 def storage() -> Storage:

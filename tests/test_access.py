@@ -85,23 +85,27 @@ MATRIX: dict[str, Any] = {
     "imports.template": frozenset({Role.COORDINATOR}),
     # -- api (JSON API v1 and token pages)
     "api.openapi": PUBLIC,
-    "api.list_cases": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER}),
-    "api.create_case": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER}),
-    "api.get_case": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER}),
-    "api.list_transitions": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER}),
-    "api.move_case": frozenset({Role.COORDINATOR}),
-    "api.case_requests": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER}),
-    "api.send_requests": frozenset({Role.COORDINATOR}),
-    "api.my_requests": frozenset({Role.AGENCY_CONTRIBUTOR}),
-    "api.save_return": frozenset({Role.AGENCY_CONTRIBUTOR}),
-    "api.case_actions": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER}),
-    "api.add_action": frozenset({Role.COORDINATOR}),
-    "api.list_actions": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER, Role.AGENCY_CONTRIBUTOR}),
-    "api.update_action": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER, Role.AGENCY_CONTRIBUTOR}),
-    "api.case_findings": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER}),
-    "api.save_findings": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER}),
-    "api.case_safety_plan": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER}),
-    "api.save_safety_plan": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER}),
+    "api.cases.list_cases": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER}),
+    "api.cases.create_case": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER}),
+    "api.cases.get_case": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER}),
+    "api.cases.list_transitions": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER}),
+    "api.cases.move_case": frozenset({Role.COORDINATOR}),
+    "api.reviews.case_requests": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER}),
+    "api.reviews.send_requests": frozenset({Role.COORDINATOR}),
+    "api.reviews.my_requests": frozenset({Role.AGENCY_CONTRIBUTOR}),
+    "api.reviews.save_return": frozenset({Role.AGENCY_CONTRIBUTOR}),
+    "api.reviews.case_actions": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER}),
+    "api.reviews.add_action": frozenset({Role.COORDINATOR}),
+    "api.reviews.list_actions": frozenset(
+        {Role.COORDINATOR, Role.PANEL_MEMBER, Role.AGENCY_CONTRIBUTOR}
+    ),
+    "api.reviews.update_action": frozenset(
+        {Role.COORDINATOR, Role.PANEL_MEMBER, Role.AGENCY_CONTRIBUTOR}
+    ),
+    "api.reviews.case_findings": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER}),
+    "api.reviews.save_findings": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER}),
+    "api.reviews.case_safety_plan": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER}),
+    "api.reviews.save_safety_plan": frozenset({Role.COORDINATOR, Role.PANEL_MEMBER}),
     # -- trends: charts, downloads and the record-level extract (trends/downloads.py)
     "trends_files.chart": frozenset({Role.LEAD, Role.COORDINATOR}),
     "trends_files.export": frozenset({Role.LEAD, Role.COORDINATOR}),
@@ -109,7 +113,7 @@ MATRIX: dict[str, Any] = {
     # -- trends: the dashboard, populations and the API (trends/routes.py)
     "trends.dashboard": frozenset({Role.LEAD, Role.COORDINATOR}),
     "trends.populations": frozenset({Role.LEAD, Role.ADMIN}),
-    "api.trends": frozenset({Role.LEAD, Role.COORDINATOR}),
+    "api.trends.trends": frozenset({Role.LEAD, Role.COORDINATOR}),
     # -- alerts: signals, drug-concern reports, the queue and assessment (alerts/routes.py)
     "alerts.queue": frozenset({Role.COORDINATOR}),
     "alerts.signals": frozenset({Role.COORDINATOR}),
@@ -123,14 +127,14 @@ MATRIX: dict[str, Any] = {
         {Role.COORDINATOR, Role.PANEL_MEMBER, Role.AGENCY_CONTRIBUTOR, Role.LEAD}
     ),
     "drug_concern.public_report": PUBLIC,
-    "api.list_signals": frozenset({Role.COORDINATOR}),
-    "api.get_signal": frozenset({Role.COORDINATOR}),
-    "api.list_reports": frozenset({Role.COORDINATOR}),
-    "api.get_report": frozenset({Role.COORDINATOR}),
-    "api.create_report": frozenset(
+    "api.alerts.list_signals": frozenset({Role.COORDINATOR}),
+    "api.alerts.get_signal": frozenset({Role.COORDINATOR}),
+    "api.alerts.list_reports": frozenset({Role.COORDINATOR}),
+    "api.alerts.get_report": frozenset({Role.COORDINATOR}),
+    "api.alerts.create_report": frozenset(
         {Role.COORDINATOR, Role.PANEL_MEMBER, Role.AGENCY_CONTRIBUTOR, Role.LEAD}
     ),
-    "api.create_assessment": frozenset({Role.COORDINATOR}),
+    "api.alerts.create_assessment": frozenset({Role.COORDINATOR}),
     # -- alerts: the broadcast (alerts/broadcast_routes.py)
     "alerts.signal_settings": frozenset({Role.COORDINATOR}),
     "alerts.edit_signal_settings": frozenset({Role.COORDINATOR}),
@@ -143,17 +147,17 @@ MATRIX: dict[str, Any] = {
     "alerts.rotate_secret": frozenset({Role.COORDINATOR}),
     "alerts.deliveries": frozenset({Role.COORDINATOR}),
     "alerts.ack": PUBLIC,
-    "api.list_signal_settings": frozenset({Role.COORDINATOR}),
-    "api.get_signal_settings": frozenset({Role.COORDINATOR}),
-    "api.update_signal_settings": frozenset({Role.COORDINATOR}),
-    "api.reset_signal_settings": frozenset({Role.COORDINATOR}),
-    "api.list_subscriptions": frozenset({Role.COORDINATOR}),
-    "api.create_subscription": frozenset({Role.COORDINATOR}),
-    "api.get_subscription": frozenset({Role.COORDINATOR}),
-    "api.update_subscription": frozenset({Role.COORDINATOR}),
-    "api.delete_subscription": frozenset({Role.COORDINATOR}),
-    "api.rotate_subscription_secret": frozenset({Role.COORDINATOR}),
-    "api.alert_deliveries": frozenset({Role.COORDINATOR}),
+    "api.alerts.list_signal_settings": frozenset({Role.COORDINATOR}),
+    "api.alerts.get_signal_settings": frozenset({Role.COORDINATOR}),
+    "api.alerts.update_signal_settings": frozenset({Role.COORDINATOR}),
+    "api.alerts.reset_signal_settings": frozenset({Role.COORDINATOR}),
+    "api.alerts.list_subscriptions": frozenset({Role.COORDINATOR}),
+    "api.alerts.create_subscription": frozenset({Role.COORDINATOR}),
+    "api.alerts.get_subscription": frozenset({Role.COORDINATOR}),
+    "api.alerts.update_subscription": frozenset({Role.COORDINATOR}),
+    "api.alerts.delete_subscription": frozenset({Role.COORDINATOR}),
+    "api.alerts.rotate_subscription_secret": frozenset({Role.COORDINATOR}),
+    "api.alerts.alert_deliveries": frozenset({Role.COORDINATOR}),
     # -- alerts: drafting, approval, the archive, CAP and Atom (alerts/drafting_routes.py, feeds.py)
     "alerts.archive": frozenset(
         {Role.COORDINATOR, Role.LEAD, Role.PANEL_MEMBER, Role.AGENCY_CONTRIBUTOR}
@@ -171,17 +175,17 @@ MATRIX: dict[str, Any] = {
     "alerts.discard": frozenset({Role.COORDINATOR}),
     "feeds.alerts_atom": PUBLIC,
     "feeds.cap": PUBLIC,
-    "api.list_alerts": frozenset(
+    "api.alerts.list_alerts": frozenset(
         {Role.COORDINATOR, Role.LEAD, Role.PANEL_MEMBER, Role.AGENCY_CONTRIBUTOR}
     ),
-    "api.get_alert": frozenset(
+    "api.alerts.get_alert": frozenset(
         {Role.COORDINATOR, Role.LEAD, Role.PANEL_MEMBER, Role.AGENCY_CONTRIBUTOR}
     ),
-    "api.create_alert": frozenset({Role.COORDINATOR}),
-    "api.submit_alert": frozenset({Role.COORDINATOR}),
-    "api.approve_alert": frozenset({Role.COORDINATOR, Role.LEAD}),
-    "api.update_alert": frozenset({Role.COORDINATOR}),
-    "api.cancel_alert": frozenset({Role.COORDINATOR}),
+    "api.alerts.create_alert": frozenset({Role.COORDINATOR}),
+    "api.alerts.submit_alert": frozenset({Role.COORDINATOR}),
+    "api.alerts.approve_alert": frozenset({Role.COORDINATOR, Role.LEAD}),
+    "api.alerts.update_alert": frozenset({Role.COORDINATOR}),
+    "api.alerts.cancel_alert": frozenset({Role.COORDINATOR}),
     "api_tokens.index": SIGNED_IN,
     "api_tokens.create": SIGNED_IN,
     "api_tokens.revoke": SIGNED_IN,
@@ -233,7 +237,7 @@ def test_anonymous_reaches_only_public_endpoints(app: Flask, client: Any) -> Non
 
 
 def _bearer(user: Any) -> dict[str, str]:
-    from dr_panel.api.services import create_token
+    from dr_panel.auth.tokens import create_token
 
     _, plaintext = create_token(user, "matrix", by=user)
     db.session.commit()

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
 
 from dr_panel.bench import Synthetic, nhs_check_digit
-from dr_panel.cases import identity as ident
 from dr_panel.cases.models import Case, Person
 from dr_panel.cli import main
 from dr_panel.extensions import db
+from dr_panel.privacy import identity as ident
 
 FIGURES = {
     "intake_cases_per_s",
@@ -120,3 +121,20 @@ def test_synthetic_people_are_made_up_and_valid() -> None:
         assert k not in dead
         if r["case_type"] == "death":
             dead.add(k)
+
+
+def test_bench_without_its_extra_says_how_to_install_it(
+    app: Any, runner: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.setitem(sys.modules, "duckdb", None)  # as where the extra is not installed
+    out = tmp_path / "bench.json"
+    result = runner.invoke(main, ["bench", "--cases", "100", "--out", str(out)])
+    assert result.exit_code == 1
+    assert "duckdb" in result.output and "pip install 'dr-panel[bench]'" in result.output
+    assert not out.exists()
+
+
+def test_bench_help_lists_its_options(runner: Any) -> None:
+    result = runner.invoke(main, ["bench", "--help"])
+    assert result.exit_code == 0, result.output
+    assert "--cases" in result.output and "--database-url" in result.output

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 from dr_panel.audit.models import AuditEntry
@@ -148,3 +150,18 @@ def test_areas_and_agencies_commands(runner: Any) -> None:
         == 0
     )
     assert "NWAS" in runner.invoke(main, ["agencies", "list"]).output
+
+
+def test_a_command_does_not_load_the_benchmark_duckdb_or_pandas() -> None:
+    """The runtime stays lean: the benchmark (and its DuckDB comparison) is the optional 'bench'
+    extra, loaded by 'dr-panel bench' alone; the exports write their files without pandas."""
+    code = (
+        "import sys\n"
+        "import dr_panel.cli\n"
+        "import dr_panel.trends.exports\n"
+        "print(sorted({'dr_panel.bench', 'duckdb', 'pandas'} & set(sys.modules)))\n"
+    )
+    done = subprocess.run(  # noqa: S603  a fresh interpreter: this one has loaded everything
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert done.stdout.strip() == "[]"

@@ -15,11 +15,11 @@ from sqlalchemy import Text, cast, func, select
 from dr_panel import demo
 from dr_panel.audit.models import AuditEntry
 from dr_panel.auth.models import Role, User
-from dr_panel.cases import identity
 from dr_panel.cases.models import Case, CaseType, MatchStatus, Person
 from dr_panel.cli import main
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
+from dr_panel.privacy import identity
 from dr_panel.reference.models import Agency, Area
 
 

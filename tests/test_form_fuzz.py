@@ -34,15 +34,15 @@ from werkzeug.datastructures import MultiDict
 
 from dr_panel.alerts import drafting as dr
 from dr_panel.alerts.models import Delivery
-from dr_panel.api.services import create_token
 from dr_panel.auth import services as accounts
 from dr_panel.auth.models import Role, User
-from dr_panel.cases.identity import nhs_number_problem
+from dr_panel.auth.tokens import create_token
 from dr_panel.cases.models import Case, CaseStatus
 from dr_panel.cases.services import Lookups, create_notification, parse_notification
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
 from dr_panel.forms import whole_number
+from dr_panel.privacy.identity import nhs_number_problem
 from dr_panel.reference.models import Agency, Area
 from tests.alerts.drafting_helpers import draft_input, drafted, issued, make_assessment
 from tests.alerts.support import make_subscriber

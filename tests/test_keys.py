@@ -26,10 +26,10 @@ from dr_panel.audit.models import AuditEntry
 from dr_panel.audit.services import verify as verify_audit
 from dr_panel.auth import services as accounts
 from dr_panel.auth.models import Role, User
-from dr_panel.cases import identity
 from dr_panel.cases.models import Person
 from dr_panel.cli import main
 from dr_panel.extensions import db
+from dr_panel.privacy import identity
 
 PERSONS = 2500
 

@@ -78,9 +78,9 @@ def test_start_fills_what_an_upgrade_cannot_compute(tmp_path: Any, empty_databas
     import click
 
     from dr_panel.alerts.leakgate import check_fields, names_to_index
-    from dr_panel.cases.identity import unseal
     from dr_panel.cases.models import Case
     from dr_panel.cli import _fill_after_upgrade, _schema_revision, main
+    from dr_panel.privacy.identity import unseal
     from dr_panel.trends import aggregates
 
     app = create_app(make_config(tmp_path, SQLALCHEMY_DATABASE_URI=empty_database))

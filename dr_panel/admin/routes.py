@@ -169,7 +169,7 @@ def reset_second_factor(uuid: str) -> Any:
 @bp.route("/areas")
 @admin_only
 def areas() -> Any:
-    counts = dict(
+    counts: dict[int, int] = dict(
         db.session.execute(
             select(user_areas.c.area_id, func.count()).group_by(user_areas.c.area_id)
         ).all()

@@ -21,7 +21,7 @@ import uuid as uuid_mod
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import holidays
@@ -39,9 +39,13 @@ from dr_panel.alerts.models import (
     Signal,
 )
 from dr_panel.audit.services import record
-from dr_panel.cases.identity import keys
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
+from dr_panel.privacy.identity import keys
+from dr_panel.roles import Role
+
+if TYPE_CHECKING:
+    from dr_panel.auth.models import User
 
 URGENT_WITHIN = timedelta(hours=24)
 WORKING_HOURS = 48
@@ -114,9 +118,9 @@ class QueueItem:
         return now > self.due
 
 
-def queue(user: Any) -> list[QueueItem]:
+def queue(user: User) -> list[QueueItem]:
     """New signals and reports in the coordinator's areas, soonest due first."""
-    if user.role != "coordinator":
+    if user.role != Role.COORDINATOR:
         return []
     areas = user.area_ids or {-1}
     items: list[QueueItem] = []
@@ -168,7 +172,7 @@ def text_of(a: Assessment, column: str) -> str:
     return keys().decrypt(stored, table="assessments", column=column, record=str(a.uuid))
 
 
-def assess(item: Signal | DrugReport, grading: Grading, *, by: Any) -> Assessment:
+def assess(item: Signal | DrugReport, grading: Grading, *, by: User) -> Assessment:
     """Record the panel's grading and decision, and move the item. The caller commits."""
     if not item.can_assess(by):
         raise AssessmentError("Only coordinators of the item's area can assess it.")
@@ -200,7 +204,9 @@ def assess(item: Signal | DrugReport, grading: Grading, *, by: Any) -> Assessmen
         decision=grading.decision,
         assessed_at=utcnow(),
     )
-    a.rationale_enc = _seal(a, "rationale", rationale)  # type: ignore[assignment]
+    a.rationale_enc = keys().encrypt(  # never empty: checked above
+        rationale, table="assessments", column="rationale", record=str(a.uuid)
+    )
     a.notes_enc = _seal(a, "notes", notes)
     before = item.status
     item.status = (
@@ -242,38 +248,6 @@ def item_of(a: Assessment) -> Signal | DrugReport:
 
 
 # -- the JSON API's shapes ------------------------------------------------------------------------
-
-
-def assessment_spec() -> dict[str, Any]:
-    """The body of ``POST /api/v1/assessments``: exactly one of ``signal`` and ``report``."""
-    from dr_panel.api.services import Field
-
-    def choice(e: Any) -> Any:
-        return Field("choice", required=True, values=tuple(m.value for m in e))
-
-    return {
-        "signal": Field("text", max_length=36, newlines=False),
-        "report": Field("text", max_length=36, newlines=False),
-        "reliability": choice(Reliability),
-        "plausibility": choice(Rating),
-        "local_relevance": choice(Rating),
-        "severity": choice(Severity),
-        "decision": choice(Decision),
-        "rationale": Field("text", required=True, max_length=TEXT_MAX),
-        "notes": Field("text", max_length=TEXT_MAX),
-    }
-
-
-def grading_of(data: dict[str, Any]) -> Grading:
-    return Grading(
-        reliability=Reliability(data["reliability"]),
-        plausibility=Rating(data["plausibility"]),
-        local_relevance=Rating(data["local_relevance"]),
-        severity=Severity(data["severity"]),
-        decision=Decision(data["decision"]),
-        rationale=data["rationale"],
-        notes=data.get("notes") or "",
-    )
 
 
 def assessment_json(a: Assessment, item: Signal | DrugReport) -> dict[str, Any]:

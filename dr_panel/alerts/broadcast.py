@@ -17,12 +17,13 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app, render_template
 from sqlalchemy import Select, func, insert, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
+from dr_panel import retry
 from dr_panel.alerts import webhooks
 from dr_panel.alerts.models import (
     AUDIENCES,
@@ -40,9 +41,9 @@ from dr_panel.alerts.models import (
 from dr_panel.audit.models import Outcome as AuditOutcome
 from dr_panel.audit.services import record
 from dr_panel.crypto import DecryptionError
+from dr_panel.crypto import current as follow_key_file
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
-from dr_panel.keys import current as follow_key_file
 from dr_panel.mail.transports import (
     Transport,
     address_of,
@@ -50,6 +51,9 @@ from dr_panel.mail.transports import (
     transport_from_config,
 )
 from dr_panel.reference.models import Area
+
+if TYPE_CHECKING:
+    from dr_panel.auth.models import User
 
 log = logging.getLogger("dr_panel.alerts.broadcast")
 
@@ -152,7 +156,6 @@ def queue_deliveries(version: AlertVersion, event: str = "issued") -> int:
 
 # -- the worker ---------------------------------------------------------------------------------
 
-EMAIL_MAX_ATTEMPTS = 8  # an e-mail delivery gives up after this many failed tries
 ACK_PLACEHOLDER = "https://ack.placeholder.invalid/"  # replaced per recipient after rendering
 
 
@@ -169,13 +172,6 @@ class BroadcastReport:
             f"{self.sent} sent, {self.failed} failed (will retry), {self.gave_up} gave up, "
             f"{self.remaining} waiting; {self.expired} alerts expired"
         )
-
-
-def retry_delay(attempts: int, base: float, cap: float) -> timedelta:
-    """Exponential backoff with full jitter: a random delay between 0 and
-    min(cap, base * 2^(attempts-1)), so endpoints that failed together do not retry together."""
-    ceiling = min(cap, base * (2 ** max(attempts - 1, 0)))
-    return timedelta(seconds=secrets.SystemRandom().uniform(0, ceiling))
 
 
 def _app() -> Flask:
@@ -460,15 +456,14 @@ class Rendered:
     @classmethod
     def of(cls, parts: tuple[str, str, str], sender: str) -> Rendered:
         subject, text, html = parts
-        raw: bytes | None = build_message(
+        raw = build_message(
             uuid=PLACEHOLDER_ID, sender=sender, to=PLACEHOLDER_TO, subject=subject, text=text,
             html=html,
         ).as_bytes()
         counts = (raw.count(PLACEHOLDER_TO.encode()), raw.count(PLACEHOLDER_ID.encode()),
                   raw.count(ACK_PLACEHOLDER.encode()))
-        if counts != (1, 1, 2):
-            raw = None
-        return cls(subject, text, html, raw, address_of(sender))
+        template = raw if counts == (1, 1, 2) else None
+        return cls(subject, text, html, template, address_of(sender))
 
 
 def _send_one(
@@ -535,11 +530,7 @@ def _send_emails(
             except Exception as err:  # recorded, retried
                 error = mail_error_name(err)
                 attempts = delivery.attempts + 1
-                retry_at = (
-                    utcnow() + retry_delay(attempts, app.config["WEBHOOK_RETRY_BASE"],
-                                           app.config["WEBHOOK_RETRY_CAP"])
-                    if attempts < EMAIL_MAX_ATTEMPTS else None
-                )
+                retry_at = retry.schedule("alert_email", app).next_try(attempts, utcnow())
                 _mark_failed(session, delivery, error, status=None, retry_at=retry_at)
                 counts["failed" if retry_at else "gave_up"] += 1
                 log.warning("alert e-mail %s not sent: %s", delivery.uuid, error)
@@ -626,9 +617,7 @@ def _key_problem(
     """A delivery whose signing secret does not decrypt: failed, with the reason on the row
     (never the value), retried after the usual back-off (a worker follows the key file each
     round, so a newly added key is picked up by then)."""
-    retry_at = utcnow() + retry_delay(
-        delivery.attempts + 1, app.config["WEBHOOK_RETRY_BASE"], app.config["WEBHOOK_RETRY_CAP"]
-    )
+    retry_at = utcnow() + retry.schedule("webhook", app).delay(delivery.attempts + 1)
     _mark_failed(session, delivery, "secret does not decrypt (DecryptionError): key unknown",
                  status=None, retry_at=retry_at)
     counts["failed"] += 1
@@ -676,9 +665,7 @@ def _record_webhook(
         _disable_endpoint(session, sub_id, f"{failures} consecutive failures, last: {error}")
         counts["gave_up"] += 1
         return
-    retry_at = utcnow() + retry_delay(
-        delivery.attempts + 1, app.config["WEBHOOK_RETRY_BASE"], app.config["WEBHOOK_RETRY_CAP"]
-    )
+    retry_at = utcnow() + retry.schedule("webhook", app).delay(delivery.attempts + 1)
     _mark_failed(session, delivery, error, status=outcome.status, retry_at=retry_at)
     counts["failed"] += 1
     log.info("webhook %s failed (%s); retry at %s", delivery.uuid, error,
@@ -833,7 +820,7 @@ def _delivery_filters(
 
 
 def delivery_query(
-    alert: Alert, *, viewer: Any, status: str | None = None, channel: str | None = None,
+    alert: Alert, *, viewer: User, status: str | None = None, channel: str | None = None,
     version: int | None = None,
 ) -> Select[tuple[Delivery]]:
     """An alert's deliveries for the dashboard, newest version first, filtered: only those to
@@ -850,7 +837,7 @@ def delivery_query(
 
 
 def deliveries_elsewhere(
-    alert: Alert, *, viewer: Any, status: str | None = None, channel: str | None = None,
+    alert: Alert, *, viewer: User, status: str | None = None, channel: str | None = None,
     version: int | None = None,
 ) -> int:
     """How many of the filtered deliveries went to subscribers outside the viewer's areas."""

@@ -18,7 +18,7 @@ Choices written down:
 - Nothing is copied from a case's or a report's free text. A new draft starts with the level
   (from the decision), the area of the signal or report, a counts sentence written under the
   disclosure rule, and for a signal the substance group it is about: everything else is typed.
-- Counts follow ``dr_panel.trends.disclosure``: 1..7 become "fewer than 8", others are rounded
+- Counts follow ``dr_panel.privacy.disclosure``: 1..7 become "fewer than 8", others are rounded
   to the nearest 5 and said "about"; exact counts never appear in an alert.
 - Drafts default to restricted scope (the professional network); making one public is a choice.
 """
@@ -30,9 +30,9 @@ import uuid as uuid_mod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, Select, func, select
 
 from dr_panel import counters
 from dr_panel.alerts import leakgate
@@ -46,14 +46,22 @@ from dr_panel.alerts.models import (
     Decision,
     ItemStatus,
     MsgType,
+    ReportSource,
     Scope,
+    SignalKind,
+    alert_version_areas,
 )
 from dr_panel.audit.services import record
 from dr_panel.concurrency import flush_or
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
+from dr_panel.privacy.disclosure import shown_count, suppress_below
 from dr_panel.reference.models import Area
+from dr_panel.roles import Role
 from dr_panel.search import contains, starts_with
+
+if TYPE_CHECKING:
+    from dr_panel.auth.models import User
 
 CONTENT_FIELDS = (
     "title",
@@ -150,7 +158,7 @@ def state_of(version: AlertVersion) -> str:
     return "awaiting approval" if version.submitted_at is not None else "draft"
 
 
-def network_areas(user: Any) -> list[Area]:
+def network_areas(user: User) -> list[Area]:
     """Areas a drafter may cover: their own, and every area sharing a network with one."""
     own = db.session.scalars(select(Area).where(Area.id.in_(user.area_ids))).all()
     networks = {a.network for a in own if a.network}
@@ -162,12 +170,12 @@ def network_areas(user: Any) -> list[Area]:
     return list(db.session.scalars(query.order_by(Area.name)))
 
 
-def can_read(alert: Alert, user: Any) -> bool:
+def can_read(alert: Alert, user: User) -> bool:
     """The archive's rule (also ``Alert.can_read``)."""
     return alert.can_read(user)
 
 
-def visible_versions(alert: Alert, user: Any) -> list[AlertVersion]:
+def visible_versions(alert: Alert, user: User) -> list[AlertVersion]:
     if alert.can_view(user):
         return list(alert.versions)
     return [v for v in alert.versions if v.issued_at is not None]
@@ -183,8 +191,6 @@ def gate(version: AlertVersion) -> list[leakgate.Finding]:
 
 def said(n: int) -> str:
     """A count as an alert may say it: 'no', 'fewer than 8', or 'about 15'."""
-    from dr_panel.trends.disclosure import shown_count, suppress_below
-
     shown = shown_count(n, exact=False)
     if shown.value == 0:
         return "no"
@@ -206,7 +212,7 @@ def counts_sentence(assessment: Assessment) -> str:
             signal.case_type.value if signal.case_type else "", "drug-related events"
         )
         subject = signal.subject.replace("_", " ")
-        if signal.kind.value == "cluster":
+        if signal.kind is SignalKind.CLUSTER:
             return (
                 f"The panel has reviewed {said(signal.observed)} cases sharing "
                 f"'{subject}' in {signal.area.name} in the period to {_written(signal.day)}."
@@ -217,7 +223,8 @@ def counts_sentence(assessment: Assessment) -> str:
         )
     report = assessment.report
     if report is not None:
-        source = "a member of the public" if report.source.value == "public" else "a partner"
+        public = report.source is ReportSource.PUBLIC
+        source = "a member of the public" if public else "a partner"
         return f"Reported by {source} in {report.area.name}, seen in {report.seen_on:%B %Y}."
     return ""
 
@@ -244,7 +251,7 @@ def _clean(text: str | None) -> str:
     return "\n".join(line.rstrip() for line in (text or "").strip().splitlines())
 
 
-def check_input(data: DraftInput, user: Any) -> tuple[dict[str, str], list[Area]]:
+def check_input(data: DraftInput, user: User) -> tuple[dict[str, str], list[Area]]:
     """The cleaned content and the areas, or ``DraftError`` on the first field to fix."""
     unknown = set(data.content) - set(CONTENT_FIELDS)
     if unknown:
@@ -350,7 +357,7 @@ def assessed_item(assessment: Assessment) -> Any:
     return assessment.signal or assessment.report
 
 
-def start_draft(assessment: Assessment, *, by: Any) -> Alert:
+def start_draft(assessment: Assessment, *, by: User) -> Alert:
     """A new alert with its first version, from an assessment whose decision is a notice or an
     alert. Nothing is copied from free text (see the module's notes)."""
     item = assessed_item(assessment)
@@ -411,7 +418,7 @@ def start_draft(assessment: Assessment, *, by: Any) -> Alert:
 
 
 def edit_draft(
-    alert: Alert, data: DraftInput, *, by: Any, expected_revision: int | None
+    alert: Alert, data: DraftInput, *, by: User, expected_revision: int | None
 ) -> AlertVersion:
     """Save the version being prepared. A submitted version goes back to draft: what the
     approver sees is always what the gate checked."""
@@ -464,7 +471,7 @@ def _ready_problems(version: AlertVersion) -> None:
         )
 
 
-def _blocked(alert: Alert, version: AlertVersion, findings: list[leakgate.Finding], by: Any,
+def _blocked(alert: Alert, version: AlertVersion, findings: list[leakgate.Finding], by: User,
              step: str) -> None:
     kinds: dict[str, int] = {}
     for f in findings:
@@ -479,7 +486,7 @@ def _blocked(alert: Alert, version: AlertVersion, findings: list[leakgate.Findin
     )
 
 
-def submit(alert: Alert, *, by: Any, expected_revision: int | None) -> list[leakgate.Finding]:
+def submit(alert: Alert, *, by: User, expected_revision: int | None) -> list[leakgate.Finding]:
     """Send the version for approval, if the leak gate finds nothing. Returns the gate's
     findings: when there are any nothing changes but the audit entry (the caller commits it)."""
     if not alert.can_edit(by):
@@ -511,7 +518,7 @@ class Issued:
     findings: list[leakgate.Finding] = field(default_factory=list)
 
 
-def _issue(alert: Alert, version: AlertVersion, *, by: Any) -> int:
+def _issue(alert: Alert, version: AlertVersion, *, by: User) -> int:
     from dr_panel.alerts import broadcast
 
     version.issued_at = utcnow()
@@ -523,7 +530,7 @@ def _issue(alert: Alert, version: AlertVersion, *, by: Any) -> int:
     return broadcast.queue_deliveries(version)
 
 
-def approve(alert: Alert, *, by: Any, expected_revision: int | None) -> Issued:
+def approve(alert: Alert, *, by: User, expected_revision: int | None) -> Issued:
     """Approve and issue the submitted version (someone other than its drafter). The gate runs
     again (people may have been added since); if it finds anything nothing is issued."""
     version = _pending(alert)
@@ -558,7 +565,7 @@ def approve(alert: Alert, *, by: Any, expected_revision: int | None) -> Issued:
     return Issued(version, queued)
 
 
-def _follow_up(alert: Alert, msg_type: MsgType, *, by: Any) -> AlertVersion:
+def _follow_up(alert: Alert, msg_type: MsgType, *, by: User) -> AlertVersion:
     if not alert.can_edit(by):
         raise NotAllowed("Only the coordinators of the alert's area can change it.")
     if alert.status is not AlertStatus.ISSUED or alert.current is None:
@@ -594,7 +601,7 @@ def _follow_up(alert: Alert, msg_type: MsgType, *, by: Any) -> AlertVersion:
     return version
 
 
-def start_update(alert: Alert, *, by: Any) -> AlertVersion:
+def start_update(alert: Alert, *, by: User) -> AlertVersion:
     """A new version (msg_type Update) starting from the live one's content."""
     version = _follow_up(alert, MsgType.UPDATE, by=by)
     record("alert.update_started", actor=by, object_type="alerts", object_uuid=alert.uuid,
@@ -602,7 +609,7 @@ def start_update(alert: Alert, *, by: Any) -> AlertVersion:
     return version
 
 
-def cancel(alert: Alert, *, reason: str, urgent: bool, by: Any) -> Issued:
+def cancel(alert: Alert, *, reason: str, urgent: bool, by: User) -> Issued:
     """A Cancel version referencing the live one, carrying the reason. It is sent for approval
     (``urgent=False``) or, when urgent, issued at once by this person. Either way it passes the
     leak gate first; if it is blocked, nothing is saved but the audit entry."""
@@ -636,7 +643,7 @@ def cancel(alert: Alert, *, reason: str, urgent: bool, by: Any) -> Issued:
     return Issued(version, queued)
 
 
-def discard(alert: Alert, *, by: Any, expected_revision: int | None) -> None:
+def discard(alert: Alert, *, by: User, expected_revision: int | None) -> None:
     """Drop the version being prepared. A first version takes the alert with it (nothing was
     ever issued); an update or cancellation leaves the live version as it was."""
     if not alert.can_edit(by):
@@ -710,17 +717,15 @@ class ArchiveQuery:
     until: date | None = None
 
 
-def archive(user: Any, q: ArchiveQuery) -> Any:
+def archive(user: User, q: ArchiveQuery) -> Select[Alert]:
     """A select of the alerts the user may read, filtered, newest first. The text search runs
     over the versions' content (it is not encrypted: it is published once issued)."""
-    from dr_panel.alerts.models import alert_version_areas
-
     query = select(Alert)
     user_areas = list(user.area_ids)
     covers = select(AlertVersion.alert_id).join(
         alert_version_areas, alert_version_areas.c.version_id == AlertVersion.id
     )
-    if user.role == "coordinator":
+    if user.role == Role.COORDINATOR:
         query = query.where(
             Alert.area_id.in_(user_areas)
             | Alert.id.in_(
@@ -730,7 +735,7 @@ def archive(user: Any, q: ArchiveQuery) -> Any:
                 )
             )
         )
-    elif user.role == "lead":
+    elif user.role == Role.LEAD:
         query = query.where(
             Alert.id.in_(covers.where(alert_version_areas.c.area_id.in_(user_areas)))
             | Alert.area_id.in_(user_areas)
@@ -767,9 +772,9 @@ def archive(user: Any, q: ArchiveQuery) -> Any:
     text = q.text.strip()
     if text:
         searched = contains(AlertVersion.content, text, ignore_case=True)
-        if user.role != "lead":  # leads see drafts of what they cover; others only issued text
-            readable = AlertVersion.issued_at.is_not(None)
-            if user.role == "coordinator":
+        if user.role != Role.LEAD:  # leads see drafts of what they cover; others only issued text
+            readable: ColumnElement[bool] = AlertVersion.issued_at.is_not(None)
+            if user.role == Role.COORDINATOR:
                 readable = readable | AlertVersion.alert_id.in_(
                     select(Alert.id).where(Alert.area_id.in_(user_areas))
                 )
@@ -781,5 +786,5 @@ def archive(user: Any, q: ArchiveQuery) -> Any:
     return query.order_by(Alert.created_at.desc(), Alert.id.desc())
 
 
-def filter_readable(alerts: Iterable[Alert], user: Any) -> list[Alert]:
+def filter_readable(alerts: Iterable[Alert], user: User) -> list[Alert]:
     return [a for a in alerts if can_read(a, user)]

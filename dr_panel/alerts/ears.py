@@ -226,9 +226,9 @@ def poisson(
         raw = np.rint(mean[ok] * s.poisson_baseline).astype(np.int64)
         present = np.zeros(int(raw.max()) + 1, dtype=bool)  # np.unique without its sort
         present[raw] = True
-        sums = np.flatnonzero(present)
+        levels = np.flatnonzero(present)
         inverse = (np.cumsum(present) - 1)[raw]
-        lam = sums / s.poisson_baseline
+        lam = levels / s.poisson_baseline
         obs = y[ok].astype(np.int64)
         top = int(max(obs.max(), lam.max()) + lam.max() + 12 * math.sqrt(lam.max()) + 40)
         k = np.arange(top + 1, dtype=np.float64)

@@ -32,6 +32,8 @@ from dr_panel.alerts.drafting import content_of
 from dr_panel.alerts.models import AlertVersion, MsgType, Scope
 from dr_panel.audit.models import Outcome
 from dr_panel.audit.services import record_now
+from dr_panel.auth.models import User
+from dr_panel.auth.tokens import TOKEN_REFUSALS
 from dr_panel.dbtypes import parse_uuid
 from dr_panel.extensions import db
 from dr_panel.security import problem, public
@@ -54,8 +56,6 @@ def _bad_credentials() -> Response | None:
         )
     header = request.headers.get("Authorization", "")
     if header and not current_user.is_authenticated:
-        from dr_panel.api.services import TOKEN_REFUSALS
-
         check = g.get("token_check")  # why the loader refused it, as the API would say
         why = TOKEN_REFUSALS.get(getattr(check, "refusal", None) or "unknown",
                                  TOKEN_REFUSALS["unknown"])
@@ -69,11 +69,11 @@ def _bad_credentials() -> Response | None:
     return None
 
 
-def _reader() -> Any:
+def _reader() -> User | None:
     return current_user if current_user.is_authenticated else None
 
 
-def readable(version: AlertVersion, user: Any) -> bool:
+def readable(version: AlertVersion, user: User | None) -> bool:
     """Whether this requester may have the version's CAP document (issued versions only)."""
     if version.issued_at is None:
         return False
@@ -100,7 +100,7 @@ def _iso(version: AlertVersion) -> str:
     return version.issued_at.isoformat(timespec="seconds")
 
 
-def feed_versions(user: Any, limit: int = FEED_LIMIT) -> list[AlertVersion]:
+def feed_versions(user: User | None, limit: int = FEED_LIMIT) -> list[AlertVersion]:
     """Issued versions this requester may read, newest first."""
     query = (
         select(AlertVersion)

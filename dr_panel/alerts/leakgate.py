@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from dr_panel.cases.reindex import names_to_index, reindex_names
 from dr_panel.privacy.detector import (
     DOB_WINDOW,
     KIND_MESSAGES,
@@ -32,7 +33,6 @@ from dr_panel.privacy.detector import (
     merged_spans,
 )
 from dr_panel.privacy.patterns import DOB_YEARS, SERVICE_NUMBER_PREFIXES, national_number
-from dr_panel.privacy.reindex import names_to_index, reindex_names
 
 __all__ = [
     "DOB_WINDOW", "DOB_YEARS", "KIND_MESSAGES", "NAME_WINDOW", "SERVICE_NUMBER_PREFIXES",

@@ -10,7 +10,7 @@ Webhook secrets are encrypted with the field keys, which live outside the databa
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     Column,
@@ -31,6 +31,10 @@ from dr_panel.cases.models import CaseType, Labelled, str_enum
 from dr_panel.dbtypes import PublicIdMixin, UTCDateTime, utcnow
 from dr_panel.extensions import db
 from dr_panel.reference.models import Area
+from dr_panel.roles import Role
+
+if TYPE_CHECKING:
+    from dr_panel.auth.models import User
 
 # -- vocabularies -------------------------------------------------------------------------------
 
@@ -173,7 +177,7 @@ class SignalSettings(db.Model):  # type: ignore[name-defined,misc]
     )
 
     area: Mapped[Area] = relationship()
-    updated_by: Mapped[Any] = relationship("User")
+    updated_by: Mapped[User | None] = relationship("User")
 
     __mapper_args__ = {"version_id_col": revision}
 
@@ -219,8 +223,8 @@ class Signal(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
     def __repr__(self) -> str:
         return f"<Signal {self.uuid} {self.method.value} {self.day}>"
 
-    def can_view(self, user: Any) -> bool:
-        return user.role == "coordinator" and self.area_id in user.area_ids
+    def can_view(self, user: User) -> bool:
+        return user.role == Role.COORDINATOR and self.area_id in user.area_ids
 
     can_assess = can_view
 
@@ -267,8 +271,8 @@ class DrugReport(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
     def __repr__(self) -> str:
         return f"<DrugReport {self.uuid} {self.source.value}>"
 
-    def can_view(self, user: Any) -> bool:
-        return user.role == "coordinator" and self.area_id in user.area_ids
+    def can_view(self, user: User) -> bool:
+        return user.role == Role.COORDINATOR and self.area_id in user.area_ids
 
     can_assess = can_view
 
@@ -294,7 +298,7 @@ class Assessment(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
 
     signal: Mapped[Signal | None] = relationship()
     report: Mapped[DrugReport | None] = relationship()
-    assessor: Mapped[Any] = relationship("User")
+    assessor: Mapped[User] = relationship("User")
 
     def __repr__(self) -> str:
         return f"<Assessment {self.uuid} {self.decision.value}>"
@@ -330,7 +334,7 @@ class Alert(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
 
     area: Mapped[Area] = relationship(lazy="joined")
     assessment: Mapped[Assessment | None] = relationship()
-    created_by: Mapped[Any] = relationship("User")
+    created_by: Mapped[User] = relationship("User")
     versions: Mapped[list[AlertVersion]] = relationship(
         back_populates="alert", order_by="AlertVersion.number", cascade="all, delete-orphan"
     )
@@ -350,31 +354,32 @@ class Alert(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
         pending = [v for v in self.versions if v.issued_at is None]
         return pending[-1] if pending else None
 
-    def can_view(self, user: Any) -> bool:
-        if user.role == "lead":
+    def can_view(self, user: User) -> bool:
+        if user.role == Role.LEAD:
             return bool(set(self.covered_area_ids()) & set(user.area_ids))
-        return user.role == "coordinator" and self.area_id in user.area_ids
+        return user.role == Role.COORDINATOR and self.area_id in user.area_ids
 
-    def can_edit(self, user: Any) -> bool:
-        return user.role == "coordinator" and self.area_id in user.area_ids
+    def can_edit(self, user: User) -> bool:
+        return user.role == Role.COORDINATOR and self.area_id in user.area_ids
 
-    def can_read(self, user: Any) -> bool:
+    def can_read(self, user: User) -> bool:
         """The archive (A2): everyone ``can_view`` admits sees every version, drafts too;
         coordinators, leads, panel members and agency contributors also see the issued
         versions of alerts covering one of their areas. Admins see none."""
         if self.can_view(user):
             return True
-        if user.role not in ("coordinator", "lead", "panel_member", "agency_contributor"):
+        readers = (Role.COORDINATOR, Role.LEAD, Role.PANEL_MEMBER, Role.AGENCY_CONTRIBUTOR)
+        if user.role not in readers:
             return False
         issued = {a.id for v in self.versions if v.issued_at is not None for a in v.areas}
         return bool(issued & set(user.area_ids))
 
-    def can_approve(self, user: Any) -> bool:
+    def can_approve(self, user: User) -> bool:
         """A second coordinator of the area, or a lead covering it; never the drafter."""
         draft = self.draft
         if draft is None or draft.drafted_by_id == user.id:
             return False
-        return user.role in ("coordinator", "lead") and self.can_view(user)
+        return user.role in (Role.COORDINATOR, Role.LEAD) and self.can_view(user)
 
     def covered_area_ids(self) -> list[int]:
         version = self.draft or self.current
@@ -417,8 +422,8 @@ class AlertVersion(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
 
     alert: Mapped[Alert] = relationship(back_populates="versions")
     areas: Mapped[list[Area]] = relationship(secondary=alert_version_areas, order_by=Area.name)
-    drafted_by: Mapped[Any] = relationship("User", foreign_keys=[drafted_by_id])
-    approved_by: Mapped[Any] = relationship("User", foreign_keys=[approved_by_id])
+    drafted_by: Mapped[User] = relationship("User", foreign_keys=[drafted_by_id])
+    approved_by: Mapped[User | None] = relationship("User", foreign_keys=[approved_by_id])
     references: Mapped[AlertVersion | None] = relationship(remote_side="AlertVersion.id")
 
     __table_args__ = (UniqueConstraint("alert_id", "number"),)
@@ -479,8 +484,8 @@ class Subscriber(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
     def __repr__(self) -> str:
         return f"<Subscriber {self.uuid} {self.channel.value}>"
 
-    def can_view(self, user: Any) -> bool:
-        return user.role == "coordinator" and bool(
+    def can_view(self, user: User) -> bool:
+        return user.role == Role.COORDINATOR and bool(
             {a.id for a in self.areas} & set(user.area_ids)
         )
 

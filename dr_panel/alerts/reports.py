@@ -3,7 +3,7 @@
 One field list for every door (the signed-in form, the public form, the API), checked by
 ``check_report``. Every text field goes through the identifier-leak gate
 (``dr_panel.alerts.leakgate.check_fields``) before anything is saved, and what it finds is split
-by ``dr_panel.privacy.visibility.split_findings``:
+by ``dr_panel.cases.visibility.split_findings``:
 
 - What has the shape of an identifier (an NHS-number-like run of digits, a date, a postcode, an
   address, a phone number, an e-mail address) is refused with the span to remove, with the same
@@ -33,7 +33,7 @@ import re
 import uuid as uuid_mod
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Integer, cast, func, select
 
@@ -41,12 +41,16 @@ from dr_panel import counters
 from dr_panel.alerts.models import DrugReport, ItemStatus, ReportSource
 from dr_panel.audit.models import Outcome
 from dr_panel.audit.services import record
-from dr_panel.cases.identity import keys
+from dr_panel.cases.visibility import person_ids_of, split_findings
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
-from dr_panel.privacy.visibility import person_ids_of, split_findings
+from dr_panel.privacy.identity import keys
 from dr_panel.reference.models import Area
+from dr_panel.roles import Role
 from dr_panel.search import starts_with
+
+if TYPE_CHECKING:
+    from dr_panel.auth.models import User
 
 # The free-text fields, in the order the forms show them, with their labels and limits.
 TEXT_FIELDS: dict[str, tuple[str, int]] = {
@@ -85,7 +89,7 @@ class ReportRefused(ValueError):
         self.findings = findings or []
 
 
-def record_refusal(err: ReportRefused, *, by: Any) -> None:
+def record_refusal(err: ReportRefused, *, by: User | None) -> None:
     """Roll the refused report back; if the leak gate refused it, audit that (the kinds and the
     fields, never the words) in a transaction of its own."""
     db.session.rollback()
@@ -109,7 +113,7 @@ def area_choices() -> list[Area]:
     return list(db.session.scalars(select(Area).order_by(Area.name)))
 
 
-def _gate(texts: dict[str, str], by: Any, today: date) -> tuple[list[Any], list[Any]]:
+def _gate(texts: dict[str, str], by: User | None, today: date) -> tuple[list[Any], list[Any]]:
     """``(shown, held)`` findings for this reporter (``by`` None: the public). The patterns of
     every field are added to what is shown whatever the gate says of stored people, so that a
     stored person's NHS number or date of birth is refused exactly as a made-up one is."""
@@ -128,7 +132,7 @@ def _gate(texts: dict[str, str], by: Any, today: date) -> tuple[list[Any], list[
 
 
 def check_report(
-    data: ReportInput, *, public: bool, today: date | None = None, by: Any = None
+    data: ReportInput, *, public: bool, today: date | None = None, by: User | None = None
 ) -> tuple[Area, list[Any]]:
     """The area and the findings to hold, or ``ReportRefused`` naming every problem the
     reporter may be told about (the leak gate's included)."""
@@ -235,7 +239,7 @@ HELD_NOTE_VISIBLE = (
 )
 
 
-def held_for_viewer(report: DrugReport, viewer: Any) -> dict[str, list[HeldSpan]]:
+def held_for_viewer(report: DrugReport, viewer: User | None) -> dict[str, list[HeldSpan]]:
     """The held spans per field, each with the note ``viewer`` may read: that the words match
     a person only where ``viewer`` may see one of that person's cases (the same rule as the
     forms), otherwise only that they may identify someone."""
@@ -260,7 +264,9 @@ def content_of(report: DrugReport) -> dict[str, str]:
     return {k: str(value.get(k) or "") for k in TEXT_FIELDS}
 
 
-def file_report(data: ReportInput, *, by: Any = None, today: date | None = None) -> DrugReport:
+def file_report(
+    data: ReportInput, *, by: User | None = None, today: date | None = None
+) -> DrugReport:
     """Check, save and confirm a report; the caller commits. ``by`` is the signed-in reporter,
     or None for the public form."""
     from dr_panel.mail import services as mail
@@ -274,7 +280,7 @@ def file_report(data: ReportInput, *, by: Any = None, today: date | None = None)
         reference=next_reference(now.year),
         source=ReportSource.PUBLIC if public else ReportSource.PROFESSIONAL,
         area=area,
-        reporter_id=None if public else by.id,
+        reporter_id=by.id if by is not None else None,  # None: the public
         seen_on=data.seen_on,
         is_urgent=bool(data.is_urgent),
         status=ItemStatus.NEW,
@@ -324,9 +330,9 @@ def file_report(data: ReportInput, *, by: Any = None, today: date | None = None)
     return report
 
 
-def visible_reports(user: Any, status: ItemStatus | None = None) -> list[DrugReport]:
+def visible_reports(user: User, status: ItemStatus | None = None) -> list[DrugReport]:
     """Reports a coordinator may see: their areas only, newest first."""
-    if user.role != "coordinator":
+    if user.role != Role.COORDINATOR:
         return []
     stmt = select(DrugReport).where(DrugReport.area_id.in_(user.area_ids or {-1}))
     if status is not None:
@@ -334,34 +340,11 @@ def visible_reports(user: Any, status: ItemStatus | None = None) -> list[DrugRep
     return list(db.session.scalars(stmt.order_by(DrugReport.received_at.desc()).limit(500)))
 
 
-# -- the JSON API's shapes ------------------------------------------------------------------------
-
-
-def report_spec() -> dict[str, Any]:
-    """The body of ``POST /api/v1/reports`` (checked by ``api.services.check_body``)."""
-    from dr_panel.api.services import Field
-
-    spec: dict[str, Any] = {
-        "area": Field("text", required=True, max_length=9, newlines=False),
-        "seen_on": Field("date", required=True),
-        "is_urgent": Field("bool"),
-    }
-    for key, (_, limit) in TEXT_FIELDS.items():
-        spec[key] = Field("text", required=key in REQUIRED_TEXT, max_length=limit)
-    return spec
-
-
-def report_input(data: dict[str, Any]) -> ReportInput:
-    return ReportInput(
-        area=data["area"],
-        seen_on=data["seen_on"],
-        is_urgent=bool(data.get("is_urgent")),
-        texts={k: data.get(k) or "" for k in TEXT_FIELDS},
-    )
+# -- the JSON API's answer (its body is ``dr_panel.alerts.schemas.NewDrugReport``) ----------------
 
 
 def report_json(
-    report: DrugReport, *, content: bool = False, viewer: Any = None
+    report: DrugReport, *, content: bool = False, viewer: User | None = None
 ) -> dict[str, Any]:
     """A report's metadata; with ``content`` (coordinators of the area, audited by the caller)
     its decrypted text too, and its held spans (character offsets into that text) with the note

@@ -26,7 +26,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from datetime import date, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from flask import current_app
@@ -42,6 +42,9 @@ from dr_panel.extensions import db
 from dr_panel.reference.models import Area
 from dr_panel.reviews.findings import LearningPoint, Theme, learning_point_themes
 from dr_panel.trends.models import ALL_SUBSTANCES, DailyCount
+
+if TYPE_CHECKING:
+    from dr_panel.auth.models import User
 
 log = logging.getLogger("dr_panel.alerts.signals")
 
@@ -130,7 +133,7 @@ class StaleSettings(Exception):
 
 
 def save_area_settings(
-    area: Area, chosen: ears.Settings, *, by: Any, revision: int | None
+    area: Area, chosen: ears.Settings, *, by: User, revision: int | None
 ) -> list[str]:
     """Store the settings a coordinator chose for ``area``: only where they differ from the
     configured ones, so a later change of configuration still reaches the rest. Returns the
@@ -150,7 +153,7 @@ def save_area_settings(
         row = SignalSettings(area_id=area.id)
         db.session.add(row)
     row.overrides = json.dumps(overrides, sort_keys=True)
-    row.updated_by_id = getattr(by, "id", None)
+    row.updated_by_id = by.id
     # Always an UPDATE, so its version check always runs: two saves of the same values from
     # the same revision used to emit no UPDATE for the second, and both were accepted.
     flag_modified(row, "overrides")
@@ -160,7 +163,7 @@ def save_area_settings(
     return sorted(changed)
 
 
-def reset_area_settings(area: Area, *, by: Any) -> bool:
+def reset_area_settings(area: Area, *, by: User) -> bool:
     """Drop the area's own settings: it goes back to the configured ones. False if it had none."""
     row = stored_row(area.id)
     if row is None:
@@ -461,14 +464,14 @@ def episodes(spikes: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return []
     since = min(c["day"] for c in merged) - timedelta(days=EPISODE_DAYS)
     last_seen: dict[tuple[int, str, str], date] = {}
-    for area_id, case_type, subject, day in db.session.execute(
+    for area_id, stored_type, subject, day in db.session.execute(
         select(Signal.area_id, Signal.case_type, Signal.subject, Signal.day).where(
             Signal.kind == SignalKind.SPIKE,
             Signal.status.in_((ItemStatus.NEW, ItemStatus.ASSESSED)),
             Signal.day >= since,
         )
     ):
-        key = (area_id, case_type.value if case_type else "", subject)
+        key = (area_id, stored_type.value if stored_type else "", subject)
         last_seen[key] = max(day, last_seen.get(key, day))
     kept = []
     for c in merged:
@@ -607,18 +610,20 @@ def chart_svg(signal: Signal) -> str | None:
         FigureCanvasSVG(fig)
         ax = fig.add_subplot()
         colours = ["#D55E00" if d == flagged else "#0072B2" for d in days]
-        ax.bar(days, counts, color=colours, width=0.8, label="Cases a day")
+        # matplotlib's stubs take numbers only; its date converter plots days (see DateFormatter)
+        ax.bar(days, counts, color=colours, width=0.8, label="Cases a day")  # type: ignore[arg-type]
         ax.bar([], [], color="#D55E00", label="The day flagged")  # its legend entry
         xs = [d for d, u in zip(days, upper, strict=False) if u is not None]
         ys = [u for u in upper if u is not None]
         if xs:
-            ax.step(xs, ys, where="mid", color="#000000", linestyle="--", linewidth=1.2,
-                    label="Threshold")
+            ax.step(xs, ys, where="mid", color="#000000", linestyle="--",  # type: ignore[arg-type]
+                    linewidth=1.2, label="Threshold")  # (days, as for the bars)
         ax.set_ylabel("Cases a day")
         ax.set_ylim(bottom=0)
         ax.legend(loc="upper left", frameon=False)
         ax.spines[["top", "right"]].set_visible(False)
-        ax.xaxis.set_major_formatter(DateFormatter("%-d %b"))  # "15 Oct", as on the page
+        # "15 Oct", as on the page; matplotlib.dates ships without annotations
+        ax.xaxis.set_major_formatter(DateFormatter("%-d %b"))  # type: ignore[no-untyped-call]
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # cases are whole numbers
         fig.autofmt_xdate()
         fig.tight_layout()

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
@@ -29,6 +29,9 @@ from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
 from dr_panel.reference.models import Area
 from dr_panel.search import contains
+
+if TYPE_CHECKING:
+    from dr_panel.auth.models import User
 
 TABLE = "subscribers"
 NAME_MAX = 160
@@ -120,7 +123,7 @@ def _url(value: str | None) -> str:
     return url
 
 
-def _areas(codes: Iterable[str], user: Any, current: Iterable[Area] = ()) -> list[Area]:
+def _areas(codes: Iterable[str], user: User | None, current: Iterable[Area] = ()) -> list[Area]:
     """The chosen areas. A coordinator adds or removes only areas they hold; areas they do not
     hold that the subscriber already covers stay as they are."""
     wanted = {str(c).strip().upper() for c in codes if str(c).strip()}
@@ -176,7 +179,7 @@ def _snapshot(sub: Subscriber) -> dict[str, Any]:
 # -- changes ------------------------------------------------------------------------------------
 
 
-def create(details: Details, *, by: Any) -> tuple[Subscriber, str | None]:
+def create(details: Details, *, by: User) -> tuple[Subscriber, str | None]:
     """Add a subscriber. Returns it with a webhook's new secret (None for e-mail): show it
     once; it is stored only encrypted."""
     name = _text(details.name, "name", "name", required=True)
@@ -207,7 +210,7 @@ def create(details: Details, *, by: Any) -> tuple[Subscriber, str | None]:
     return sub, secret
 
 
-def update(sub: Subscriber, details: Details, *, by: Any) -> None:
+def update(sub: Subscriber, details: Details, *, by: User) -> None:
     """Change a subscriber's details (not its channel, nor its secret: see ``rotate_secret``)."""
     if details.channel != sub.channel:
         raise SubscriberError(
@@ -227,7 +230,7 @@ def update(sub: Subscriber, details: Details, *, by: Any) -> None:
            details=_snapshot(sub))
 
 
-def disable(sub: Subscriber, reason: str | None, *, by: Any) -> int:
+def disable(sub: Subscriber, reason: str | None, *, by: User) -> int:
     """Stop sending to a subscriber; its waiting deliveries are given up. Returns how many."""
     if not sub.is_active:
         raise SubscriberError("This subscriber is already disabled.")
@@ -241,7 +244,7 @@ def disable(sub: Subscriber, reason: str | None, *, by: Any) -> int:
     return given_up
 
 
-def enable(sub: Subscriber, *, by: Any) -> int:
+def enable(sub: Subscriber, *, by: User) -> int:
     """Send to a subscriber again: the reason and the failure count are cleared, and what it
     missed that still matters is queued again (``broadcast.resend_what_still_matters``: alerts
     still in force, and the end of alerts it knew of; superseded versions are not re-sent).
@@ -260,7 +263,7 @@ def enable(sub: Subscriber, *, by: Any) -> int:
 
 
 def rotate_secret(
-    sub: Subscriber, *, by: Any, overlap: timedelta | None = None
+    sub: Subscriber, *, by: User, overlap: timedelta | None = None
 ) -> tuple[str, datetime]:
     """A new secret for a webhook. The current one becomes the previous one and keeps signing
     (a second signature) until the returned time. Returns the new secret: show it once."""
@@ -281,7 +284,7 @@ def rotate_secret(
 # -- reading ------------------------------------------------------------------------------------
 
 
-def query_for(user: Any, *, channel: str | None = None, status: str | None = None,
+def query_for(user: User, *, channel: str | None = None, status: str | None = None,
               q: str | None = None) -> Select[tuple[Subscriber]]:
     """Subscribers in the user's areas, newest first, filtered."""
     stmt = (

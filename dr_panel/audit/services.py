@@ -8,7 +8,7 @@ import logging
 import uuid as uuid_mod
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import current_app, has_request_context, request
 from flask_login import current_user
@@ -18,6 +18,9 @@ from dr_panel.audit.models import AuditEntry, Outcome
 from dr_panel.crypto import KeyRing
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
+
+if TYPE_CHECKING:
+    from dr_panel.auth.models import User
 
 log = logging.getLogger("dr_panel.audit")
 
@@ -69,7 +72,7 @@ def record(
     action: str,
     *,
     outcome: Outcome = Outcome.SUCCESS,
-    actor: Any = None,
+    actor: User | None = None,
     object_type: str | None = None,
     object_uuid: uuid_mod.UUID | str | None = None,
     reason: str | None = None,

@@ -42,7 +42,7 @@ def _load_from_request(request: Request) -> User | None:
 def _load_from_api_token(token: str) -> User | None:
     """API requests: a personal token, revocable and expiring, only ever as a header (never in
     a URL). A refused token leaves its reason in ``g.token_check`` for the guard to answer."""
-    from dr_panel.api.services import check_token, mark_used
+    from dr_panel.auth.tokens import check_token, mark_used
 
     check = check_token(token)
     g.token_check = check

@@ -10,43 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from dr_panel.dbtypes import PublicIdMixin, UTCDateTime, utcnow
 from dr_panel.extensions import db
 from dr_panel.reference.models import Agency, Area
-
-
-class Role(enum.StrEnum):
-    ADMIN = "admin"
-    COORDINATOR = "coordinator"
-    PANEL_MEMBER = "panel_member"
-    AGENCY_CONTRIBUTOR = "agency_contributor"
-    LEAD = "lead"
-
-    @property
-    def label(self) -> str:
-        return ROLE_LABELS[self]
-
-    @property
-    def can_reach_identifiers(self) -> bool:
-        """Roles that may ever see who a person is (DESIGN.md): coordinators, panel members,
-        and agency contributors through their requests. Leads and admins never do."""
-        return self in {Role.COORDINATOR, Role.PANEL_MEMBER, Role.AGENCY_CONTRIBUTOR}
-
-    @property
-    def needs_second_factor(self) -> bool:
-        """With REQUIRE_2FA on: every role that reaches identifiers, and admins, who hold the
-        keys to every account."""
-        return self.can_reach_identifiers or self is Role.ADMIN
-
-    @property
-    def needs_agency(self) -> bool:
-        return self in {Role.PANEL_MEMBER, Role.AGENCY_CONTRIBUTOR}
-
-
-ROLE_LABELS = {
-    Role.ADMIN: "System administrator",
-    Role.COORDINATOR: "Panel coordinator",
-    Role.PANEL_MEMBER: "Panel member",
-    Role.AGENCY_CONTRIBUTOR: "Agency contributor",
-    Role.LEAD: "Public-health lead",
-}
+from dr_panel.roles import ROLE_LABELS, Role  # noqa: F401  (ROLE_LABELS: imported from here too)
 
 user_areas = Table(
     "user_areas",

@@ -29,7 +29,8 @@ from flask import (
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
-from dr_panel.audit.services import record
+from dr_panel.audit.models import Outcome
+from dr_panel.audit.services import record, record_now
 from dr_panel.auth import links, pending, services, throttle
 from dr_panel.auth.forms import (
     ChangePasswordForm,
@@ -43,7 +44,7 @@ from dr_panel.auth.passwords import verify_password
 from dr_panel.crypto import DecryptionError, hash_token
 from dr_panel.extensions import db, limiter
 from dr_panel.forms import EmptyForm
-from dr_panel.security import public, safe_next, signed_in
+from dr_panel.security import public, render_error, safe_next, signed_in
 
 bp = Blueprint("auth", __name__)
 
@@ -66,7 +67,7 @@ def _backoff(email: str) -> throttle.SignInAttempt | Response:
     password or code, so a right one during the wait is refused too)."""
     attempt = throttle.SignInAttempt.of(email)
     wait = attempt.wait_seconds()
-    return throttle.refuse(wait) if wait else attempt
+    return refuse_attempt(wait) if wait else attempt
 
 
 def _count_failure(attempt: throttle.SignInAttempt, owner: User | None) -> None:
@@ -405,3 +406,20 @@ def end_other_sessions() -> Any:
         db.session.commit()
         flash(f"Signed out {n} other session{'s' if n != 1 else ''}.", "success")
     return redirect(url_for("auth.account"))
+
+
+def refuse_attempt(wait: int) -> Response:
+    """The 429 answer for a pair still waiting: audited, and saying how long to wait."""
+    record_now("access.throttled", outcome=Outcome.DENIED,
+               details={"endpoint": request.endpoint, "wait_seconds": wait})
+    how_long = f"{wait} second{'s' if wait != 1 else ''}" if wait < 120 else (
+        f"{(wait + 59) // 60} minutes")
+    detail = (
+        f"Too many attempts to sign in to this account from here. Wait {how_long} and try again. "
+        "Each further failed attempt makes the wait longer. Forgotten your password? Use "
+        "\"Forgotten your password?\" on the sign-in page."
+    )
+    result = render_error(429, detail)
+    response = result if isinstance(result, Response) else current_app.make_response(result)
+    response.headers["Retry-After"] = str(wait)
+    return response

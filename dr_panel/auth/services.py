@@ -103,7 +103,9 @@ def begin_session(user: User) -> str:
 
 def load_session(token: str) -> UserSession | None:
     """The live session for a cookie token, ending it if it has idled or aged out."""
-    us = db.session.scalar(select(UserSession).where(UserSession.token_hash == hash_token(token)))
+    us: UserSession | None = db.session.scalar(
+        select(UserSession).where(UserSession.token_hash == hash_token(token))
+    )
     if us is None or us.ended_at is not None:
         return None
     now = utcnow()
@@ -139,7 +141,7 @@ def end_all_sessions(
     token working. Only the owner's own "sign out my other sessions" passes
     ``revoke_tokens=False``; signing out never revokes tokens."""
     if revoke_tokens:
-        from dr_panel.api.services import revoke_all_tokens
+        from dr_panel.auth.tokens import revoke_all_tokens  # it imports this module
 
         revoke_all_tokens(user, reason)
     stmt = (

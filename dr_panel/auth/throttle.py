@@ -26,11 +26,10 @@ import logging
 import time
 from dataclasses import dataclass
 
-from flask import current_app, request
-from werkzeug.wrappers import Response
+from flask import current_app
 
 from dr_panel.audit.models import Outcome
-from dr_panel.audit.services import record, record_now
+from dr_panel.audit.services import record
 from dr_panel.auth.models import User
 from dr_panel.throttling import client_key, pseudonym, storage
 
@@ -128,22 +127,3 @@ class SignInAttempt:
         record("auth.signin_ceiling", outcome=Outcome.FAILURE, actor=owner,
                details={"ceiling": ceiling, "days": days})
         log.warning("sign-in ceiling reached on an account; its owner is e-mailed")
-
-
-def refuse(wait: int) -> Response:
-    """The 429 answer for a pair still waiting: audited, and saying how long to wait."""
-    from dr_panel.security import render_error
-
-    record_now("access.throttled", outcome=Outcome.DENIED,
-               details={"endpoint": request.endpoint, "wait_seconds": wait})
-    how_long = f"{wait} second{'s' if wait != 1 else ''}" if wait < 120 else (
-        f"{(wait + 59) // 60} minutes")
-    detail = (
-        f"Too many attempts to sign in to this account from here. Wait {how_long} and try again. "
-        "Each further failed attempt makes the wait longer. Forgotten your password? Use "
-        "\"Forgotten your password?\" on the sign-in page."
-    )
-    result = render_error(429, detail)
-    response = result if isinstance(result, Response) else current_app.make_response(result)
-    response.headers["Retry-After"] = str(wait)
-    return response

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from datetime import date, datetime, time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Column,
@@ -31,9 +31,13 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from dr_panel.dbtypes import PublicIdMixin, UTCDateTime, utcnow
 from dr_panel.extensions import db
+from dr_panel.privacy.disclosure import new_record_key
 from dr_panel.privacy.models import PersonToken
 from dr_panel.reference.models import Agency, Area
-from dr_panel.trends.disclosure import new_record_key
+from dr_panel.roles import Role
+
+if TYPE_CHECKING:
+    from dr_panel.auth.models import User
 
 
 def str_enum(e: type[enum.Enum], length: int = 24) -> Enum:
@@ -249,7 +253,7 @@ class Person(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
     address_enc: Mapped[str | None] = mapped_column(Text)
     postcode_enc: Mapped[str | None] = mapped_column(Text)
     sex: Mapped[Sex] = mapped_column(str_enum(Sex, 10), default=Sex.UNKNOWN, nullable=False)
-    # Blind indexes: truncated keyed HMACs (dr_panel.cases.identity). Not unique by design.
+    # Blind indexes: truncated keyed HMACs (dr_panel.privacy.identity). Not unique by design.
     bi_nhs: Mapped[int | None] = mapped_column(Integer, index=True)
     bi_name_dob: Mapped[int | None] = mapped_column(Integer, index=True)
     # Folded first and last name: lets the alert leak gate find a stored name in a draft.
@@ -269,7 +273,7 @@ class Person(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
     def __repr__(self) -> str:
         return f"<Person {self.uuid}>"
 
-    def can_view(self, user: Any) -> bool:
+    def can_view(self, user: User) -> bool:
         return any(c.can_view(user) for c in self.cases)
 
 
@@ -327,7 +331,7 @@ class Case(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
     awaiting_until: Mapped[date | None] = mapped_column(Date)
     duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
     # Random 0..255, drawn once and never changed: the record key of the cell key method that
-    # protects trend figures (dr_panel.trends.disclosure). Never shown to anyone.
+    # protects trend figures (dr_panel.privacy.disclosure). Never shown to anyone.
     record_key: Mapped[int] = mapped_column(SmallInteger, nullable=False, default=new_record_key)
 
     area: Mapped[Area] = relationship(lazy="joined")
@@ -363,14 +367,14 @@ class Case(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
 
     # Per-record rules (DESIGN.md): leads see aggregates only; agency contributors reach a case
     # only through their requests; admins see no case content.
-    def can_view(self, user: Any) -> bool:
-        return (user.role in ("coordinator", "panel_member")) and self.area_id in user.area_ids
+    def can_view(self, user: User) -> bool:
+        return user.role in (Role.COORDINATOR, Role.PANEL_MEMBER) and self.area_id in user.area_ids
 
-    def can_reveal(self, user: Any) -> bool:
+    def can_reveal(self, user: User) -> bool:
         return self.can_view(user)
 
-    def can_edit(self, user: Any) -> bool:
-        return user.role == "coordinator" and self.area_id in user.area_ids
+    def can_edit(self, user: User) -> bool:
+        return user.role == Role.COORDINATOR and self.area_id in user.area_ids
 
 
 class RetiredReference(db.Model):  # type: ignore[name-defined,misc]
@@ -414,7 +418,7 @@ class CaseEvent(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
     expected_on: Mapped[date | None] = mapped_column(Date)
 
     case: Mapped[Case] = relationship(back_populates="events")
-    actor: Mapped[Any] = relationship("User", lazy="joined")
+    actor: Mapped[User | None] = relationship("User", lazy="joined")
 
     def __repr__(self) -> str:
         return f"<CaseEvent {self.transition} {self.from_status.value}->{self.to_status.value}>"

@@ -16,7 +16,7 @@ from flask import (
     url_for,
 )
 from flask_login import current_user
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from wtforms import DateField, StringField
 from wtforms import SelectChoice as Opt
 from wtforms.validators import Optional
@@ -24,22 +24,22 @@ from wtforms.validators import Optional
 from dr_panel.auth.models import Role, User
 from dr_panel.cases import services, workflow
 from dr_panel.cases.forms import RevealForm, WorkflowForm, form_values, notification_form
+from dr_panel.cases.listing import CaseSearch, matching_cases
 from dr_panel.cases.models import (
     Case,
     CaseStatus,
     CaseType,
     MatchStatus,
     Person,
-    RetiredReference,
 )
+from dr_panel.cases.reasons import ReasonRefused
 from dr_panel.extensions import db
 from dr_panel.forms import ChoiceField, EmptyForm, GetForm, whole_number
-from dr_panel.privacy.reasons import ReasonRefused
+from dr_panel.privacy import identity as ident
 from dr_panel.reference.services import all_agencies
 from dr_panel.reviews import routes as reviews_routes
 from dr_panel.reviews.models import InfoRequest
 from dr_panel.reviews.services import OPEN_FOR_REQUESTS, default_due
-from dr_panel.search import contains
 from dr_panel.security import get_or_404, roles
 
 bp = Blueprint("cases", __name__)
@@ -107,27 +107,23 @@ def list_cases() -> Any:
     form.substance.choices = [Opt("", "Any")] + [
         Opt(s.code, s.name) for s in services.substances_by_code().values()
     ]
-    f = services.CaseFilter()
+    search = CaseSearch()
     if form.validate():
-        f = services.CaseFilter(
-            case_type=CaseType(form.type.data) if form.type.data else None,
-            area_code=form.area.data or None,
-            status=CaseStatus(form.status.data) if form.status.data else None,
-            since=form.since.data,
-            until=form.until.data,
-            substance=form.substance.data or None,
+        search = CaseSearch(
+            services.CaseFilter(
+                case_type=CaseType(form.type.data) if form.type.data else None,
+                area_code=form.area.data or None,
+                status=CaseStatus(form.status.data) if form.status.data else None,
+                since=form.since.data,
+                until=form.until.data,
+                substance=form.substance.data or None,
+            ),
+            q=form.q.data,
         )
-    stmt = services.visible_cases(user, f)
-    if form.q.data and not form.errors:
-        # A reference as quoted in older minutes finds the case under its former one too.
-        typed = form.q.data.strip().upper()
-        stmt = stmt.where(or_(
-            contains(Case.reference, typed),
-            Case.id.in_(select(RetiredReference.case_id).where(
-                contains(RetiredReference.reference, typed))),
-        ))
     page = services.page_of_cases(
-        stmt, after=request.args.get("after"), per_page=current_app.config["PAGE_SIZE"]
+        matching_cases(user, search),
+        after=request.args.get("after"),
+        per_page=current_app.config["PAGE_SIZE"],
     )
     newer_args = {k: v for k, v in request.args.items() if k != "after"}
     return render_template("cases/list.html", form=form, page=page, newer_args=newer_args)
@@ -176,10 +172,10 @@ def _match_note(case: Case) -> str:
 def _render_case(
     case: Case,
     *,
-    identity: Any = None,
-    suggested_identity: Any = None,
-    reveal_form: Any = None,
-    workflow_form: Any = None,
+    identity: ident.Identity | None = None,
+    suggested_identity: ident.Identity | None = None,
+    reveal_form: RevealForm | None = None,
+    workflow_form: WorkflowForm | None = None,
     status: int = 200,
 ) -> Any:
     events = db.session.scalars(
@@ -235,7 +231,7 @@ def reveal_case(uuid: str) -> Any:
         form.reason.errors = [str(refused)]
         return _render_case(case, reveal_form=form, status=400)
     suggested = (
-        services.ident.unseal(case.suggested_person) if case.suggested_person is not None else None
+        ident.unseal(case.suggested_person) if case.suggested_person is not None else None
     )
     db.session.commit()
     return _render_case(case, identity=who, suggested_identity=suggested, reveal_form=form)

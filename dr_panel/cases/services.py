@@ -1,5 +1,6 @@
-"""Intake of notifications: one parser for every door (web form, CSV import, JSON API), one
-service that creates the case, links the person, writes the audit entry; reveal; the case list.
+"""Notifications: one parser for every door (web form, CSV import, JSON API) feeding the one
+intake engine (``dr_panel.cases.intake``: linking, numbering, the after-create effects);
+matches, reveal, the case list, edits.
 
 Field names are the same everywhere: the form's fields, the CSV columns and the API's JSON keys
 (see ``FIELDS``). Values arrive as strings (JSON may give lists and numbers too); the parser
@@ -12,23 +13,27 @@ import logging
 import re
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Any
 
-from sqlalchemy import Select, exists, func, or_, select, text, tuple_
+from sqlalchemy import Select, exists, false, func, or_, select, tuple_
 from sqlalchemy.orm import selectinload
 
-from dr_panel import counters
 from dr_panel.audit.models import Outcome
 from dr_panel.audit.services import record
-from dr_panel.cases import identity as ident
+from dr_panel.cases.intake import case_year, next_reference
+from dr_panel.cases.intake import create_notification as create_notification  # re-exported
+from dr_panel.cases.intake import reference_key as reference_key  # (where callers look)
+from dr_panel.cases.linking import Match as Match
+from dr_panel.cases.linking import find_match as find_match
 from dr_panel.cases.models import (
     Case,
     CaseStatus,
     CaseType,
     CoronerStage,
     HousingStatus,
+    Labelled,
     MatchStatus,
     NaloxoneBy,
     NfoOutcome,
@@ -44,11 +49,13 @@ from dr_panel.cases.models import (
     age_band,
     case_substances,
 )
+from dr_panel.cases.prepared import Notification as Notification
 from dr_panel.concurrency import flush_or
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
+from dr_panel.privacy import identity as ident
 from dr_panel.reference.models import Agency, Area
-from dr_panel.search import starts_with
+from dr_panel.roles import Role
 
 log = logging.getLogger("dr_panel.cases")
 
@@ -120,7 +127,7 @@ FIELDS = [
     "postcode",
 ]
 REQUIRED = {"case_type", "area", "event_date", "setting", "full_name"}
-ENUMS: dict[str, type] = {
+ENUMS: dict[str, type[Labelled]] = {
     "case_type": CaseType,
     "setting": Setting,
     "route": Route,
@@ -168,38 +175,6 @@ TRUE = {"1", "true", "yes", "y", "on"}
 FALSE = {"", "0", "false", "no", "n", "off"}
 
 
-@dataclass
-class Notification:
-    """A validated notification, ready for ``create_notification``. Holds identifiers: never log."""
-
-    case_type: CaseType
-    area: Area
-    event_date: date
-    setting: Setting
-    identity: ident.Identity
-    notified_on: date
-    notifying_agency: Agency | None = None
-    event_time: time | None = None
-    date_is_found: bool = False
-    substances: list[Substance] = field(default_factory=list)
-    route: Route = Route.UNKNOWN
-    naloxone_given: YesNoUnknown = YesNoUnknown.UNKNOWN
-    naloxone_by: NaloxoneBy | None = None
-    naloxone_doses: int | None = None
-    nfo_outcome: NfoOutcome | None = None
-    treatment_status: TreatmentStatus = TreatmentStatus.UNKNOWN
-    recent_prison_release: YesNoUnknown = YesNoUnknown.UNKNOWN
-    housing_status: HousingStatus = HousingStatus.UNKNOWN
-    children_in_household: YesNoUnknown = YesNoUnknown.UNKNOWN
-    previous_overdoses: int | None = None
-    toxicology: Toxicology | None = None
-    coroner_stage: CoronerStage | None = None
-    sex: Sex = Sex.UNKNOWN
-
-    def __repr__(self) -> str:
-        return f"<Notification {self.case_type.value} {self.area.ons_code}>"
-
-
 class Lookups:
     """Reference data for parsing many rows without a query per row."""
 
@@ -220,9 +195,17 @@ def _text(raw: Any) -> str:
     return str(raw).strip()
 
 
+ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
 def _parse_date(raw: str, label: str, errors: dict[str, str], key: str) -> date | None:
     if not raw:
         return None
+    if ISO_DATE.fullmatch(raw):  # the usual form: a tenth of strptime's cost (3 dates a row)
+        try:
+            return date.fromisoformat(raw)
+        except ValueError:
+            pass  # not a calendar date: strptime refuses it too, below
     for fmt in ("%Y-%m-%d", "%d/%m/%Y"):
         try:
             return datetime.strptime(raw, fmt).date()  # noqa: DTZ007  (a calendar date)
@@ -289,12 +272,12 @@ def parse_notification(
     notified_on = _parse_date(raw["notified_on"], "Date notified", errors, "notified_on") or today
     event_date = _parse_date(raw["event_date"], "Date of the event", errors, "event_date")
     dob = _parse_date(raw["date_of_birth"], "Date of birth", errors, "date_of_birth")
-    for key, value in (
+    for key, day in (
         ("notified_on", notified_on),
         ("event_date", event_date),
         ("date_of_birth", dob),
     ):
-        if value and value > today:
+        if day and day > today:
             errors.setdefault(key, f"{LABELS[key]} is in the future: check the year and month.")
     if event_date and notified_on and event_date > notified_on and "event_date" not in errors:
         errors["event_date"] = "The event is dated after the notification: check both dates."
@@ -398,154 +381,6 @@ def parse_notification(
 # -- linking ------------------------------------------------------------------------------------
 
 
-@dataclass
-class Match:
-    person: Person | None
-    status: MatchStatus
-
-
-def find_match(identity: ident.Identity) -> Match:
-    """Candidates by blind index (an indexed equality lookup), confirmed by decrypting only them,
-    then judged by ``identity.compare``."""
-    conditions = []
-    nhs_bi = ident.nhs_index(identity.nhs_number)
-    name_bi = ident.name_dob_index(identity.full_name, identity.dob)
-    if nhs_bi is not None:
-        conditions.append(Person.bi_nhs == nhs_bi)
-    if name_bi is not None:
-        conditions.append(Person.bi_name_dob == name_bi)
-    if not conditions:
-        return Match(None, MatchStatus.NONE)
-    candidates = db.session.scalars(select(Person).where(or_(*conditions)).order_by(Person.id))
-    suggested = None
-    for person in candidates:
-        verdict = ident.compare(identity, ident.unseal(person))
-        if verdict == "linked":
-            return Match(person, MatchStatus.LINKED)
-        if verdict == "suggested" and suggested is None:
-            suggested = person
-    return Match(suggested, MatchStatus.SUGGESTED) if suggested else Match(None, MatchStatus.NONE)
-
-
-# -- creating -----------------------------------------------------------------------------------
-
-
-def case_year(case: Case) -> int:
-    """The year in a case's reference: the year it was first notified (kept from the
-    reference, so correcting the notification date does not renumber it)."""
-    try:
-        return int(case.reference.split("-")[1])
-    except (IndexError, ValueError):
-        return case.notified_on.year
-
-
-def reference_key(area_id: int, case_type: CaseType | str, year: int) -> tuple[str, str]:
-    """The counter of one case numbering (area, DRD/NFO, year); shared with the bulk import."""
-    kind = case_type.value if isinstance(case_type, CaseType) else case_type
-    return "cases", f"{area_id}:{'DRD' if kind == CaseType.DEATH.value else 'NFO'}-{year}-"
-
-
-def highest_reference(area_id: int, prefix: str) -> int:
-    """The highest number stored under ``prefix`` in an area, retired references included:
-    only seeds a counter that does not exist yet (see ``dr_panel.counters``)."""
-    # The numerically largest: longer numbers first, since "NFO-2026-10000" < "NFO-2026-9999"
-    # as text (numbers are zero-padded to at least four digits).
-    last = 0
-    for column, area_column in ((Case.reference, Case.area_id),
-                                (RetiredReference.reference, RetiredReference.area_id)):
-        found = db.session.scalar(
-            select(column)
-            .where(area_column == area_id, starts_with(column, prefix))
-            .order_by(func.length(column).desc(), column.desc())
-            .limit(1)
-        )
-        if found:
-            last = max(last, int(found.rsplit("-", 1)[1]))
-    return last
-
-
-def lock_cases_for_numbering() -> None:
-    """PostgreSQL: take the lock a case INSERT takes anyway (ROW EXCLUSIVE) before the counter
-    row, so a bulk import holding the cases table and wanting the same counter cannot deadlock
-    with a single notification (locks always in the order: cases table, then counter)."""
-    if db.session.get_bind().dialect.name == "postgresql":
-        db.session.execute(text("LOCK TABLE cases IN ROW EXCLUSIVE MODE"))
-
-
-def next_reference(area: Area, case_type: CaseType, year: int) -> str:
-    """The next reference of a numbering, from its counter row (locked until the caller's
-    transaction ends, so two notifications at once never take the same number). References
-    retired by cases that moved away stay taken: the counter never goes back."""
-    scope, key = reference_key(area.id, case_type, year)
-    prefix = key.split(":", 1)[1]
-    lock_cases_for_numbering()
-    number = counters.take(scope, key, floor=lambda: highest_reference(area.id, prefix))
-    return f"{prefix}{number:04d}"
-
-
-def create_notification(n: Notification, *, by: Any, source: str = "form") -> Case:
-    """Create the case and, where needed, its person; link or suggest a match; audit."""
-    match = find_match(n.identity)
-    if match.status is MatchStatus.LINKED and match.person is not None:
-        person = match.person
-    else:
-        person = Person(uuid=uuid.uuid4(), sex=n.sex)  # the UUID is bound into each ciphertext
-        ident.seal(person, n.identity)
-        db.session.add(person)
-    age = ident.age_on(n.identity.dob, n.event_date)
-    case = Case(
-        reference=next_reference(n.area, n.case_type, n.notified_on.year),
-        area=n.area,
-        case_type=n.case_type,
-        status=CaseStatus.NOTIFIED,
-        person=person,
-        notifying_agency=n.notifying_agency,
-        notified_on=n.notified_on,
-        event_date=n.event_date,
-        event_time=n.event_time,
-        date_is_found=n.date_is_found,
-        setting=n.setting,
-        route=n.route,
-        naloxone_given=n.naloxone_given,
-        naloxone_by=n.naloxone_by,
-        naloxone_doses=n.naloxone_doses,
-        nfo_outcome=n.nfo_outcome,
-        treatment_status=n.treatment_status,
-        recent_prison_release=n.recent_prison_release,
-        housing_status=n.housing_status,
-        children_in_household=n.children_in_household,
-        previous_overdoses=n.previous_overdoses,
-        toxicology=n.toxicology,
-        coroner_stage=n.coroner_stage,
-        age_at_event=age,
-        age_band=age_band(age),
-        postcode_district=ident.postcode_district(n.identity.postcode),
-        match_status=match.status,
-        suggested_person=match.person if match.status is MatchStatus.SUGGESTED else None,
-        created_by_id=getattr(by, "id", None),
-        substances=n.substances,
-    )
-    db.session.add(case)
-    db.session.flush()
-    record(
-        "case.created",
-        actor=by,
-        object_type="cases",
-        object_uuid=case.uuid,
-        details={
-            "type": n.case_type.value,
-            "area": n.area.ons_code,
-            "source": source,
-            "match": match.status.value,
-        },
-    )
-    if case.case_type is CaseType.NFO:
-        from dr_panel.reviews.actions import alert_plan_lead  # here: avoids an import cycle
-
-        alert_plan_lead(case)  # only when the person has an open safety plan
-    return case
-
-
 def decide_match(case: Case, *, confirm: bool, by: Any) -> None:
     """The coordinator's decision on a suggested match. Confirming moves the case to the
     suggested person (and removes the provisional person if nothing else points at them)."""
@@ -582,9 +417,9 @@ def reveal(case: Case, *, reason: str, by: Any, via: str = "page") -> ident.Iden
     """Who the person is, for this one view. The caller has checked ``can_reveal``.
 
     The reason goes to the append-only audit log, so it is checked for identifiers first
-    (``dr_panel.privacy.reasons``): one that carries an identifier raises ``ReasonRefused``
+    (``dr_panel.cases.reasons``): one that carries an identifier raises ``ReasonRefused``
     after a refusal entry (without the reason) is added; the caller commits either way."""
-    from dr_panel.privacy.reasons import reason_for_audit
+    from dr_panel.cases.reasons import reason_for_audit
 
     stored = reason_for_audit(
         reason, by=by, action="case.reveal", object_type="cases", object_uuid=case.uuid,
@@ -627,8 +462,8 @@ class CaseFilter:
 
 def visible_cases(user: Any, f: CaseFilter) -> Select[Any]:
     """The cases a user may list, newest first: only their areas, only roles that see cases."""
-    if user.role not in ("coordinator", "panel_member"):
-        return select(Case).where(False)  # noqa: FBT003  (deny by default)
+    if user.role not in (Role.COORDINATOR, Role.PANEL_MEMBER):
+        return select(Case).where(false())  # deny by default
     stmt = select(Case).where(Case.area_id.in_(user.area_ids or {-1}))
     if f.case_type:
         stmt = stmt.where(Case.case_type == f.case_type)

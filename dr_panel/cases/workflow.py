@@ -14,17 +14,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
 
 from sqlalchemy import select
 
 from dr_panel.audit.services import record
-from dr_panel.auth.models import Role
-from dr_panel.cases.identity import keys
+from dr_panel.auth.models import User
 from dr_panel.cases.models import Case, CaseEvent, CaseStatus, CaseType
 from dr_panel.concurrency import flush_or
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
+from dr_panel.privacy.identity import keys
+from dr_panel.roles import Role
 
 S = CaseStatus
 COORDINATOR = frozenset({Role.COORDINATOR})
@@ -139,7 +139,7 @@ STALE_CASE = (
 )
 
 
-def available(case: Case, user: Any) -> list[Transition]:
+def available(case: Case, user: User) -> list[Transition]:
     """The moves this person may make on this case now (for the buttons on its page)."""
     return [
         t
@@ -154,7 +154,7 @@ def move(
     case: Case,
     name: str,
     *,
-    by: Any,
+    by: User,
     reason: str | None = None,
     expected_on: date | None = None,
     duplicate_of_reference: str | None = None,
@@ -195,7 +195,7 @@ def move(
     case.awaiting_until = expected_on if t.needs_date else None
     event = CaseEvent(
         case=case,
-        actor_id=getattr(by, "id", None),
+        actor_id=by.id,
         transition=t.name,
         from_status=case.status,
         to_status=t.target,
@@ -219,7 +219,7 @@ def move(
     return event
 
 
-def _duplicate_target(case: Case, reference: str | None, by: Any) -> Case:
+def _duplicate_target(case: Case, reference: str | None, by: User) -> Case:
     reference = (reference or "").strip().upper()
     if not reference:
         raise WorkflowError(
@@ -227,7 +227,7 @@ def _duplicate_target(case: Case, reference: str | None, by: Any) -> Case:
         )
     # References are unique per area, and a duplicate notification is of the same event,
     # so the case to keep is looked up in this case's own area.
-    target = db.session.scalar(
+    target: Case | None = db.session.scalar(
         select(Case).where(Case.reference == reference, Case.area_id == case.area_id)
     )
     if target is None or not target.can_view(by):

@@ -15,7 +15,7 @@ import os
 import random
 import secrets
 import time as clock
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, time, timedelta
 from pathlib import Path
@@ -26,11 +26,11 @@ from sqlalchemy import func, select
 
 from dr_panel.auth import services as accounts
 from dr_panel.auth.models import Role, User
-from dr_panel.cases import identity
 from dr_panel.cases import services as cases
 from dr_panel.cases.models import Case
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
+from dr_panel.privacy import identity
 from dr_panel.reference import services as reference
 from dr_panel.reference.models import Agency, Area, Sector
 
@@ -226,7 +226,7 @@ SUBSTANCE_CHANCE = {
 T = TypeVar("T")
 
 
-def _pick(rng: random.Random, weights: dict[T, float]) -> T:
+def _pick(rng: random.Random, weights: Mapping[T, float]) -> T:
     return rng.choices(list(weights), weights=list(weights.values()))[0]
 
 

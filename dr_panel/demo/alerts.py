@@ -10,7 +10,6 @@ second-person approval by the demo lead, the broadcast outbox), as the demo coor
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Any
 
 from sqlalchemy import func, select
 
@@ -27,6 +26,7 @@ from dr_panel.alerts.models import (
     Scope,
     Severity,
 )
+from dr_panel.auth.models import User
 from dr_panel.extensions import db
 
 SUBSCRIBERS = [
@@ -120,7 +120,7 @@ REPORTS = [
 DEMO_WEBHOOK = "https://partner-system.example/dr-panel-demo"
 
 
-def load(coordinator: Any, lead: Any, today: date) -> int:
+def load(coordinator: User, lead: User, today: date) -> int:
     """Create the LDIS demo; returns how many alerts were issued. Does nothing once any alert
     exists. The caller commits."""
     if db.session.scalar(select(func.count()).select_from(Alert)):

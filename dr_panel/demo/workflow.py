@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
 
 from sqlalchemy import select
 
@@ -52,7 +51,7 @@ def _at(day: date) -> datetime:
     return datetime.combine(day, time(10, 0), tzinfo=UTC)
 
 
-def advance(today: date, by: Any, seed: int = 7) -> int:
+def advance(today: date, by: User, seed: int = 7) -> int:
     """Advance the demo cases by age; returns how many moved. Call once, after load_cases."""
     rng = random.Random(seed)  # noqa: S311  (synthetic data, repeatable on purpose)
     owners = {
@@ -100,7 +99,7 @@ def advance(today: date, by: Any, seed: int = 7) -> int:
     return moved
 
 
-def _review(case: Case, rng: random.Random, by: Any) -> None:
+def _review(case: Case, rng: random.Random, by: User) -> None:
     text, themes = POINTS[rng.randrange(len(POINTS))]
     findings.save_findings(
         case,
@@ -115,8 +114,8 @@ def _review(case: Case, rng: random.Random, by: Any) -> None:
     )
 
 
-def _actions(case: Case, rng: random.Random, by: Any, agencies: list[Agency],
-             owners: dict[int, Any], today: date, reviewed: date) -> None:
+def _actions(case: Case, rng: random.Random, by: User, agencies: list[Agency],
+             owners: dict[int, User], today: date, reviewed: date) -> None:
     """One or two actions; those due before today are mostly done (updated by the owner agency's
     demo login, where it has one) and the rest are overdue."""
     for _ in range(rng.randrange(1, 3)):
@@ -132,7 +131,7 @@ def _actions(case: Case, rng: random.Random, by: Any, agencies: list[Agency],
         action.created_at = _at(reviewed)
         owner = owners.get(action.owner_agency_id)
         can_close = owner is not None and action.can_update(owner) and action.due_on < today
-        if can_close and rng.random() < 0.6:
+        if owner is not None and can_close and rng.random() < 0.6:
             tracker.update_action(
                 action,
                 tracker.ActionUpdate(tracker.ActionStatus.DONE,

@@ -9,7 +9,7 @@ import click
 from flask.cli import with_appcontext
 
 from dr_panel.dbtypes import utcnow
-from dr_panel.mail import services
+from dr_panel.mail import outbox
 
 
 @click.group("mail")
@@ -32,7 +32,7 @@ def deliver_command(loop: bool, interval: int, limit: int) -> None:
     """Send the messages that are due. Failed ones wait for their retry time."""
     try:
         while True:
-            report = services.deliver(limit)
+            report = outbox.deliver(limit)
             if not loop or report.sent or report.failed:
                 prefix = f"{_when(utcnow())} UTC  " if loop else ""
                 click.echo(
@@ -53,7 +53,7 @@ def deliver_command(loop: bool, interval: int, limit: int) -> None:
 @with_appcontext
 def outbox_command(unsent: bool, limit: int) -> None:
     """List messages, newest first (times in UTC). Subjects carry no identifiers."""
-    messages = services.outbox(unsent_only=unsent, limit=limit)
+    messages = outbox.outbox(unsent_only=unsent, limit=limit)
     if not messages:
         click.echo("No unsent messages." if unsent else "The outbox is empty.")
         return
@@ -67,7 +67,7 @@ def outbox_command(unsent: bool, limit: int) -> None:
         elif m.last_error:
             status = f"{m.last_error}; next {_when(m.not_before)}"
         else:
-            status = "due" if services.is_due(m, now) else f"from {_when(m.not_before)}"
+            status = "due" if outbox.is_due(m, now) else f"from {_when(m.not_before)}"
         click.echo(
             f"{m.uuid!s:36}  {m.kind:18} {m.recipient_label:32} {_when(m.created_at):16}  "
             f"{m.attempts:>5}  {status:44} {m.subject}"

@@ -41,11 +41,12 @@ from typing import Protocol
 from flask import current_app, has_app_context
 from sqlalchemy import select
 
-from dr_panel.cases import identity as ident
 from dr_panel.crypto import DecryptionError
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
+from dr_panel.privacy import identity as ident
 from dr_panel.privacy import tokens as tk
+from dr_panel.privacy.models import PersonToken
 from dr_panel.privacy.normalise import Normalised, normalise
 from dr_panel.privacy.patterns import (
     DateHit,
@@ -260,12 +261,11 @@ class _Stored:
     """The stored-people layer over every field of one draft at once."""
 
     def __init__(self, docs: list[_Doc]) -> None:
-        from dr_panel.cases.models import Person
-        from dr_panel.privacy.models import PersonToken
-
         self.docs = docs
         self.ring = ident.keys()
-        self.person = Person
+        # The persons table by name, as SQLAlchemy Core: the cases package (its model) sits
+        # above privacy, which it uses for the identity, the tokens and disclosure control.
+        self.person = db.metadata.tables["persons"].c
         self.token = PersonToken
         self._plain: dict[tuple[int, str], str | None] = {}
         self.out: list[Finding] = []
@@ -437,6 +437,8 @@ class _Stored:
         ).all()
         self._load([pid for pid, _ in candidates], ("name", "dob"))
         for pid, stored_bi in candidates:
+            if stored_bi is None:  # never: the IN above matches no NULL
+                continue
             name, dob = self._plain_of(pid, "name"), self._plain_of(pid, "dob")
             if not name or not dob:
                 continue
@@ -469,7 +471,7 @@ def merged_spans(text: str, findings: Iterable[Span]) -> list[tuple[str, list[Sp
     """``text`` cut into pieces for the page: ``(piece, findings covering it)``; a piece with
     findings is highlighted (``<mark>``) with their messages beside it. Overlapping spans merge."""
     spans = sorted(((f.start, f.end, i, f) for i, f in enumerate(findings)), key=lambda t: t[:3])
-    pieces: list[tuple[str, list[Finding]]] = []
+    pieces: list[tuple[str, list[Span]]] = []
     pos = 0
     i = 0
     while i < len(spans):

@@ -31,7 +31,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 
-from dr_panel.cases import identity as ident
+from dr_panel.privacy import identity as ident
 
 # A full date at least this many years back reads as a date of birth.
 DOB_YEARS = 10

@@ -31,8 +31,8 @@ import hmac
 import re
 from collections.abc import Iterator
 
-from dr_panel.cases import identity as ident
 from dr_panel.crypto import KeyRing
+from dr_panel.privacy import identity as ident
 from dr_panel.privacy.normalise import normalise
 
 TOKEN_BITS = 31

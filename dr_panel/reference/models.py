@@ -2,13 +2,17 @@ from __future__ import annotations
 
 import enum
 import re
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Boolean, Enum, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dr_panel.dbtypes import PublicIdMixin
 from dr_panel.extensions import db
+from dr_panel.roles import Role
+
+if TYPE_CHECKING:
+    from dr_panel.auth.models import User
 
 # ONS GSS codes: a letter for the nation, two digits for the entity type, six digits.
 ONS_CODE_RE = re.compile(r"^[EWSN]\d{8}$")
@@ -71,11 +75,11 @@ class Area(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
     def label(self) -> str:
         return f"{self.name} ({self.ons_code})"
 
-    def can_view(self, user: Any) -> bool:
-        return bool(user.role == "admin" or self.id in user.area_ids)
+    def can_view(self, user: User) -> bool:
+        return bool(user.role == Role.ADMIN or self.id in user.area_ids)
 
-    def can_edit(self, user: Any) -> bool:
-        return bool(user.role == "admin")
+    def can_edit(self, user: User) -> bool:
+        return bool(user.role == Role.ADMIN)
 
 
 class Agency(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
@@ -105,8 +109,8 @@ class Agency(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
     def label(self) -> str:
         return f"{self.name} ({self.code})"
 
-    def can_view(self, user: Any) -> bool:
+    def can_view(self, user: User) -> bool:
         return bool(user.is_authenticated)
 
-    def can_edit(self, user: Any) -> bool:
-        return bool(user.role == "admin")
+    def can_edit(self, user: User) -> bool:
+        return bool(user.role == Role.ADMIN)

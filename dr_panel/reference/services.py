@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
 from dr_panel.audit.services import record
 from dr_panel.extensions import db
 from dr_panel.reference.models import AGENCY_CODE_RE, ONS_CODE_RE, Agency, Area, Sector
+
+if TYPE_CHECKING:
+    from dr_panel.auth.models import User
 
 
 class ReferenceDataError(ValueError):
@@ -41,7 +44,7 @@ def save_area(
     name: str,
     network: str | None,
     is_active: bool = True,
-    by: Any = None,
+    by: User | None = None,
 ) -> Area:
     code = check_area_code(ons_code)
     clash = db.session.scalar(select(Area).where(Area.ons_code == code))
@@ -72,7 +75,7 @@ def save_agency(
     name: str,
     sector: Sector,
     is_active: bool = True,
-    by: Any = None,
+    by: User | None = None,
 ) -> Agency:
     code = check_agency_code(code)
     clash = db.session.scalar(select(Agency).where(Agency.code == code))

@@ -10,8 +10,8 @@ from flask_login import current_user
 
 from dr_panel.auth.models import Role, User
 from dr_panel.cases.models import Case
+from dr_panel.cases.reasons import ReasonRefused
 from dr_panel.extensions import db
-from dr_panel.privacy.reasons import ReasonRefused
 from dr_panel.retention import subject_access as sar
 from dr_panel.retention.forms import SubjectAccessForm
 from dr_panel.security import get_or_404, roles

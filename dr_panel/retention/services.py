@@ -41,11 +41,11 @@ from sqlalchemy.exc import OperationalError
 
 from dr_panel.alerts.models import DrugReport, ItemStatus
 from dr_panel.audit.services import record
-from dr_panel.cases.identity import keys
 from dr_panel.cases.models import Case, CaseEvent, Person
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
 from dr_panel.mail.models import OutboxMessage
+from dr_panel.privacy.identity import keys
 from dr_panel.privacy.models import PersonToken
 from dr_panel.retention.schedule import (
     FINISHED,

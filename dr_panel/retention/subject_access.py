@@ -25,17 +25,20 @@ Choices:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
 from dr_panel.audit.models import AuditEntry, Outcome
 from dr_panel.audit.services import record
-from dr_panel.cases import identity as ident
 from dr_panel.cases import workflow
 from dr_panel.cases.models import Case, CaseType, Person
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
+from dr_panel.privacy import identity as ident
+
+if TYPE_CHECKING:
+    from dr_panel.auth.models import User
 
 OTHER_AREAS_NOTE = (
     "This covers the records held by the areas you coordinate. Other areas' panels are separate "
@@ -58,7 +61,7 @@ class Scope:
     cases: list[Case]
 
 
-def scope(case: Case, by: Any) -> Scope:
+def scope(case: Case, by: User) -> Scope:
     """The person's cases that ``by``'s areas hold (the caller has checked ``case.can_edit``).
     Refuses a deceased person, judged only from those cases."""
     areas = set(by.area_ids)
@@ -74,7 +77,7 @@ def scope(case: Case, by: Any) -> Scope:
     return Scope(case.person, cases)
 
 
-def refuse(case: Case, *, by: Any, why: str) -> None:
+def refuse(case: Case, *, by: User, why: str) -> None:
     record(
         "subject_access.export",
         outcome=Outcome.DENIED,
@@ -85,11 +88,11 @@ def refuse(case: Case, *, by: Any, why: str) -> None:
     )
 
 
-def export(case: Case, *, reason: str, by: Any, fmt: str) -> dict[str, Any]:
+def export(case: Case, *, reason: str, by: User, fmt: str) -> dict[str, Any]:
     """Build the export and audit it in the caller's transaction (the caller commits). The
     reason is checked for identifiers first, as a reveal reason is: ``ReasonRefused`` after a
     refusal entry."""
-    from dr_panel.privacy.reasons import reason_for_audit
+    from dr_panel.cases.reasons import reason_for_audit
 
     held = scope(case, by)
     stored = reason_for_audit(

@@ -17,181 +17,66 @@ only a link and written dates, never who the person is. Every change is audited,
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from typing import Any
+from datetime import date, timedelta
 
-import click
-from flask.cli import with_appcontext
-from sqlalchemy import Date, ForeignKey, Integer, String, Text, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from dr_panel.audit.services import record
 from dr_panel.auth.models import Role, User, user_areas
-from dr_panel.cases.identity import keys
-from dr_panel.cases.models import Case, CaseStatus, CaseType, Labelled, Person, str_enum
+from dr_panel.cases.models import Case, CaseStatus, CaseType, Person
 from dr_panel.concurrency import flush_or
-from dr_panel.dbtypes import PublicIdMixin, UTCDateTime, utcnow
+from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
+from dr_panel.mail import services as mail
+from dr_panel.privacy.identity import keys
 from dr_panel.reference.models import Agency
+from dr_panel.reviews.models import (
+    INTERVENTION_LABELS,
+    OPEN_ACTION,
+    OWNER_ROLES,
+    Action,
+    ActionStatus,
+    Intervention,
+    PlanStatus,
+    SafetyPlan,
+)
+from dr_panel.reviews.services import panel_of
 
-# -- models ---------------------------------------------------------------------------------------
+# The models live in dr_panel.reviews.models; other packages still import them from here.
+__all__ = [
+    "INTERVENTION_LABELS",
+    "OPEN_ACTION",
+    "OWNER_ROLES",
+    "Action",
+    "ActionStatus",
+    "Intervention",
+    "PlanStatus",
+    "SafetyPlan",
+]
 
-
-class ActionStatus(Labelled):
-    OPEN = "open"
-    IN_PROGRESS = "in_progress"
-    DONE = "done"
-    NOT_ACCEPTED = "not_accepted"
-
-
-class PlanStatus(Labelled):
-    OPEN = "open"
-    CLOSED = "closed"
-
-
-class Intervention(Labelled):
-    NALOXONE = "naloxone"
-    TREATMENT_REFERRAL = "treatment_referral"
-    HOUSING_REFERRAL = "housing_referral"
-    MENTAL_HEALTH_REFERRAL = "mental_health_referral"
-    OTHER = "other"
-
-
-INTERVENTION_LABELS = {
-    Intervention.NALOXONE: "Naloxone supplied",
-    Intervention.TREATMENT_REFERRAL: "Treatment referral",
-    Intervention.HOUSING_REFERRAL: "Housing referral",
-    Intervention.MENTAL_HEALTH_REFERRAL: "Mental-health referral",
-    Intervention.OTHER: "Other",
-}
-
-OPEN_ACTION = (ActionStatus.OPEN, ActionStatus.IN_PROGRESS)
 # Actions are set once the panel has reviewed the case.
 OPEN_FOR_ACTIONS = {CaseStatus.REVIEWED, CaseStatus.ACTIONS_IN_PROGRESS}
-OWNER_ROLES = (Role.PANEL_MEMBER, Role.AGENCY_CONTRIBUTOR)
-
-
-class Action(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
-    __tablename__ = "actions"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    case_id: Mapped[int] = mapped_column(
-        ForeignKey("cases.id", ondelete="CASCADE"), nullable=False, index=True
-    )
-    description_enc: Mapped[str] = mapped_column(Text, nullable=False)
-    owner_agency_id: Mapped[int] = mapped_column(
-        ForeignKey("agencies.id"), nullable=False, index=True
-    )
-    due_on: Mapped[date] = mapped_column(Date, nullable=False)
-    status: Mapped[ActionStatus] = mapped_column(
-        str_enum(ActionStatus, 14), nullable=False, default=ActionStatus.OPEN
-    )
-    not_accepted_reason_enc: Mapped[str | None] = mapped_column(Text)
-    evidence_enc: Mapped[str | None] = mapped_column(Text)
-    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
-    updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    version: Mapped[int] = mapped_column(Integer, default=1, nullable=False)
-
-    case: Mapped[Case] = relationship(lazy="joined")
-    owner_agency: Mapped[Agency] = relationship(lazy="joined")
-
-    __mapper_args__ = {"version_id_col": version}
-
-    def __repr__(self) -> str:
-        return f"<Action {self.uuid} {self.status.value}>"
-
-    @property
-    def is_open(self) -> bool:
-        return self.status in OPEN_ACTION
-
-    def is_overdue(self, today: date) -> bool:
-        return self.is_open and self.due_on < today
-
-    # Per-record rules: the case's readers see its actions; the owner agency's panel members and
-    # contributors in the case's area see and update them; the coordinator sets them.
-    def can_view(self, user: Any) -> bool:
-        return self.case.can_view(user) or self.can_update(user)
-
-    def can_update(self, user: Any) -> bool:
-        return bool(
-            user.role in OWNER_ROLES
-            and user.agency_id is not None
-            and user.agency_id == self.owner_agency_id
-            and self.case.area_id in user.area_ids
-        )
-
-    def can_edit(self, user: Any) -> bool:
-        return self.case.can_edit(user)
-
-
-class SafetyPlan(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
-    """One plan per person, made from one of their cases (the case it links back to)."""
-
-    __tablename__ = "safety_plans"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    person_id: Mapped[int] = mapped_column(
-        ForeignKey("persons.id", ondelete="CASCADE"), nullable=False, unique=True
-    )
-    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), nullable=False, index=True)
-    status: Mapped[PlanStatus] = mapped_column(
-        str_enum(PlanStatus, 10), nullable=False, default=PlanStatus.OPEN
-    )
-    risks_enc: Mapped[str | None] = mapped_column(Text)
-    protective_enc: Mapped[str | None] = mapped_column(Text)
-    interventions: Mapped[str] = mapped_column(String(200), nullable=False, default="")
-    lead_user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), nullable=False, index=True)
-    lead_agency_id: Mapped[int | None] = mapped_column(ForeignKey("agencies.id"))
-    review_on: Mapped[date] = mapped_column(Date, nullable=False)
-    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
-    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    version: Mapped[int] = mapped_column(Integer, default=1, nullable=False)
-
-    person: Mapped[Person] = relationship()
-    case: Mapped[Case] = relationship(lazy="joined")
-    lead_user: Mapped[User] = relationship(foreign_keys=[lead_user_id], lazy="joined")
-    lead_agency: Mapped[Agency | None] = relationship(lazy="joined")
-
-    __mapper_args__ = {"version_id_col": version}
-
-    def __repr__(self) -> str:
-        return f"<SafetyPlan {self.uuid} {self.status.value}>"
-
-    @property
-    def intervention_list(self) -> list[Intervention]:
-        return [Intervention(v) for v in self.interventions.split(",") if v]
-
-    @property
-    def intervention_labels(self) -> list[str]:
-        return [INTERVENTION_LABELS[i] for i in self.intervention_list]
-
-    def review_overdue(self, today: date) -> bool:
-        return self.status is PlanStatus.OPEN and self.review_on < today
-
-    def can_view(self, user: Any) -> bool:
-        return self.person.can_view(user)
-
-    def can_edit(self, user: Any) -> bool:
-        return user.role in (Role.COORDINATOR, Role.PANEL_MEMBER) and self.can_view(user)
 
 
 # -- encryption -----------------------------------------------------------------------------------
 
 
-def _seal(row: Any, table: str, stem: str, text: str | None) -> str | None:
-    text = (text or "").strip()
-    if not text:
-        return None
+Sealed = Action | SafetyPlan
+
+
+def _encrypt(row: Sealed, table: str, stem: str, text: str) -> str:
     return keys().encrypt(text, table=table, column=stem, record=str(row.uuid))
 
 
-def text_of(row: Any, stem: str) -> str | None:
+def _seal(row: Sealed, table: str, stem: str, text: str | None) -> str | None:
+    text = (text or "").strip()
+    return _encrypt(row, table, stem, text) if text else None
+
+
+def text_of(row: Sealed, stem: str) -> str | None:
     stored = getattr(row, f"{stem}_enc")
     if not stored:
         return None
@@ -225,7 +110,7 @@ STALE_ACTION = (
 
 
 def create_action(
-    case: Case, *, description: str, agency: Agency | None, due_on: date | None, by: Any
+    case: Case, *, description: str, agency: Agency | None, due_on: date | None, by: User
 ) -> Action:
     if not case.can_edit(by):
         raise ActionError("Only the case's coordinator can set actions.")
@@ -251,9 +136,10 @@ def create_action(
         owner_agency=agency,
         due_on=due_on,
         status=ActionStatus.OPEN,
-        created_by_id=getattr(by, "id", None),
+        created_by_id=by.id,
     )
-    action.description_enc = _seal(action, "actions", "description", description)  # before insert
+    # Bound to the UUID, so sealed before the insert.
+    action.description_enc = _encrypt(action, "actions", "description", description)
     db.session.add(action)
     db.session.flush()
     record(
@@ -277,7 +163,7 @@ class ActionUpdate:
 
 
 def update_action(
-    action: Action, change: ActionUpdate, *, by: Any, expected_version: int | None
+    action: Action, change: ActionUpdate, *, by: User, expected_version: int | None
 ) -> None:
     if not action.can_update(by):
         raise ActionError("Only the owner agency's people can update this action.", "status")
@@ -303,7 +189,7 @@ def update_action(
         action.completed_at = action.completed_at if before is ActionStatus.DONE else utcnow()
     else:
         action.completed_at = None
-    action.updated_by_id, action.updated_at = getattr(by, "id", None), utcnow()
+    action.updated_by_id, action.updated_at = by.id, utcnow()
     flush_or(lambda: StaleAction(STALE_ACTION, "status"))
     record(
         "action.updated",
@@ -331,7 +217,7 @@ class AgencyGroup:
         return sum(1 for a in self.actions if a.is_overdue(today))
 
 
-def tracker(user: Any, today: date | None = None) -> list[AgencyGroup]:
+def tracker(user: User, today: date | None = None) -> list[AgencyGroup]:
     """The actions a user may see, grouped by owner agency: agencies with overdue actions first,
     and in each group overdue first, then open by due date, then the closed ones."""
     today = today or utcnow().date()
@@ -372,8 +258,6 @@ REMIND_DAYS_BEFORE = 7
 def remind(today: date | None = None) -> int:
     """Queue reminders: a week before the due date, and every day from the due date on while the
     action is open. At most once a day per action, stage and person. Returns e-mails queued."""
-    from dr_panel.mail import services as mail
-
     today = today or utcnow().date()
     queued = 0
     soon = today + timedelta(days=REMIND_DAYS_BEFORE)
@@ -447,18 +331,7 @@ def plan_for(person: Person) -> SafetyPlan | None:
 
 def lead_candidates(case: Case) -> list[User]:
     """Who can lead a plan made from this case: coordinators and panel members of its area."""
-    return list(
-        db.session.scalars(
-            select(User)
-            .join(user_areas, user_areas.c.user_id == User.id)
-            .where(
-                user_areas.c.area_id == case.area_id,
-                User.role.in_([Role.COORDINATOR, Role.PANEL_MEMBER]),
-                User.disabled_at.is_(None),
-            )
-            .order_by(User.display_name)
-        )
-    )
+    return panel_of(case.area_id)
 
 
 @dataclass
@@ -475,7 +348,7 @@ class PlanInput:
         return f"<PlanInput {self.status.value}>"
 
 
-def save_plan(case: Case, data: PlanInput, *, by: Any, expected_version: int | None) -> SafetyPlan:
+def save_plan(case: Case, data: PlanInput, *, by: User, expected_version: int | None) -> SafetyPlan:
     if by.role not in (Role.COORDINATOR, Role.PANEL_MEMBER) or not case.can_view(by):
         raise PlanError("Only coordinators and panel members of the area keep safety plans.")
     plan = plan_for(case.person)
@@ -505,7 +378,7 @@ def save_plan(case: Case, data: PlanInput, *, by: Any, expected_version: int | N
             uuid=uuid.uuid4(),
             person=case.person,
             case=case,
-            created_by_id=getattr(by, "id", None),
+            created_by_id=by.id,
         )
     plan.status = data.status
     plan.risks_enc = _seal(plan, "safety_plans", "risks", risks)
@@ -540,11 +413,23 @@ def save_plan(case: Case, data: PlanInput, *, by: Any, expected_version: int | N
     return plan
 
 
+def alert_plan_leads(cases: Sequence[Case]) -> int:
+    """New overdoses of people known before (the intake's effect, wired by the app): alert the
+    lead of each open safety plan among them (one query for the plans). Returns how many."""
+    people = {c.person_id for c in cases}
+    open_plans = set(
+        db.session.scalars(
+            select(SafetyPlan.person_id).where(
+                SafetyPlan.person_id.in_(people), SafetyPlan.status == PlanStatus.OPEN
+            )
+        )
+    ) if people else set()
+    return sum(alert_plan_lead(c) for c in cases if c.person_id in open_plans)
+
+
 def alert_plan_lead(case: Case) -> bool:
     """A new NFO for a person with an open safety plan: e-mail the plan's lead at once (a link,
     no identifiers) and audit it. Returns whether an alert was queued."""
-    from dr_panel.mail import services as mail
-
     if case.case_type is not CaseType.NFO:
         return False
     plan = plan_for(case.person)
@@ -578,7 +463,7 @@ def alert_plan_lead(case: Case) -> bool:
     return queued is not None
 
 
-def plans_for(user: Any) -> list[SafetyPlan]:
+def plans_for(user: User) -> list[SafetyPlan]:
     """Open plans made from cases in the user's areas: overdue reviews first."""
     if user.role not in (Role.COORDINATOR, Role.PANEL_MEMBER):
         return []
@@ -622,21 +507,3 @@ def overdue_plan_reviews(area_ids: set[int], today: date | None = None) -> int:
             )
         )
     )
-
-
-# -- command line ---------------------------------------------------------------------------------
-
-
-@click.group("actions")
-def actions_cli() -> None:
-    """Panel actions."""
-
-
-@actions_cli.command("remind")
-@with_appcontext
-def remind_command() -> None:
-    """Queue reminders for actions due in a week, due today or overdue (run daily from cron;
-    safe to run more often)."""
-    n = remind()
-    db.session.commit()
-    click.echo(f"Queued {n} reminder{'s' if n != 1 else ''}.")

@@ -11,70 +11,49 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Column, ForeignKey, Integer, String, Table, Text, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.orm.exc import StaleDataError
 
 from dr_panel.audit.services import record
-from dr_panel.cases.identity import keys
-from dr_panel.cases.models import Case, CaseStatus, Labelled, str_enum
-from dr_panel.dbtypes import PublicIdMixin, UTCDateTime, utcnow
+from dr_panel.auth.models import User
+from dr_panel.cases.models import Case
+from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
+from dr_panel.privacy.identity import keys
+from dr_panel.reviews.models import (
+    FINDINGS_STATUSES,
+    WORDS,
+    CaseReview,
+    Domain,
+    Factor,
+    LearningPoint,
+    Preventability,
+    Score,
+    Theme,
+    can_edit_findings,
+    can_view_findings,
+    learning_point_themes,
+    open_for_findings,
+)
 
-# -- vocabulary -----------------------------------------------------------------------------------
-
-
-class _Worded(Labelled):
-    """An enum whose labels are given here (not in the cases' label table)."""
-
-    @property
-    def label(self) -> str:
-        return WORDS.get(self, self.value.replace("_", " ").capitalize())
-
-
-class Domain(_Worded):
-    PERSON = "person"
-    FAMILY_SOCIAL = "family_social"
-    SERVICE_PROVISION = "service_provision"
-    WIDER_ENVIRONMENT = "wider_environment"
-
-
-class Score(_Worded):
-    """The child-death analysis form's scale for a factor."""
-
-    NOT_AVAILABLE = "information_not_available"
-    NOT_PRESENT = "not_present"
-    UNLIKELY_CONTRIBUTED = "present_unlikely_contributed"
-    MAY_HAVE_CONTRIBUTED = "may_have_contributed"
-    FULLY_EXPLAINS = "fully_explains"
-
-
-class Preventability(_Worded):
-    NOT_KNOWN = "not_known"
-    PREVENTABLE = "preventable"
-    POTENTIALLY_PREVENTABLE = "potentially_preventable"
-    NOT_PREVENTABLE = "not_preventable"
-
-
-WORDS: dict[Any, str] = {
-    Domain.PERSON: "The person",
-    Domain.FAMILY_SOCIAL: "Family and social environment",
-    Domain.SERVICE_PROVISION: "Service provision",
-    Domain.WIDER_ENVIRONMENT: "Wider environment",
-    Score.NOT_AVAILABLE: "Information not available",
-    Score.NOT_PRESENT: "Not present",
-    Score.UNLIKELY_CONTRIBUTED: "Present but unlikely to have contributed",
-    Score.MAY_HAVE_CONTRIBUTED: "May have contributed",
-    Score.FULLY_EXPLAINS: "Fully explains",
-    Preventability.NOT_KNOWN: "Not yet known",
-    Preventability.PREVENTABLE: "Preventable",
-    Preventability.POTENTIALLY_PREVENTABLE: "Potentially preventable",
-    Preventability.NOT_PREVENTABLE: "Not preventable",
-}
+# The models live in dr_panel.reviews.models; other packages still import them from here.
+__all__ = [
+    "FINDINGS_STATUSES",
+    "WORDS",
+    "CaseReview",
+    "Domain",
+    "Factor",
+    "LearningPoint",
+    "Preventability",
+    "Score",
+    "Theme",
+    "can_edit_findings",
+    "can_view_findings",
+    "learning_point_themes",
+    "open_for_findings",
+]
 
 # The common themes, seeded by migration 0007 (and by ensure_themes for create_all databases).
 SEED_THEMES: list[tuple[str, str]] = [
@@ -90,131 +69,8 @@ SEED_THEMES: list[tuple[str, str]] = [
     ("new_supply", "New or contaminated supply"),
 ]
 
-# Findings are recorded from when the case is ready for panel.
-FINDINGS_STATUSES = frozenset(
-    {
-        CaseStatus.READY_FOR_PANEL,
-        CaseStatus.REVIEWED,
-        CaseStatus.ACTIONS_IN_PROGRESS,
-        CaseStatus.CLOSED,
-    }
-)
 MAX_TEXT = 20000
 MAX_SHORT = 5000
-
-# -- models ---------------------------------------------------------------------------------------
-
-
-class Theme(db.Model):  # type: ignore[name-defined,misc]
-    __tablename__ = "themes"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    code: Mapped[str] = mapped_column(String(40), unique=True, nullable=False)
-    name: Mapped[str] = mapped_column(String(120), nullable=False)
-    is_active: Mapped[bool] = mapped_column(default=True, nullable=False)
-
-    def __repr__(self) -> str:
-        return f"<Theme {self.code}>"
-
-
-learning_point_themes = Table(
-    "learning_point_themes",
-    db.metadata,
-    Column(
-        "learning_point_id",
-        Integer,
-        ForeignKey("learning_points.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
-    Column("theme_id", Integer, ForeignKey("themes.id"), primary_key=True, index=True),
-)
-
-
-class CaseReview(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
-    """The panel's judgement on one case; its version guards against overwriting a colleague."""
-
-    __tablename__ = "case_reviews"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    case_id: Mapped[int] = mapped_column(
-        ForeignKey("cases.id", ondelete="CASCADE"), nullable=False, unique=True
-    )
-    missed_opportunities_enc: Mapped[str | None] = mapped_column(Text)
-    preventability: Mapped[Preventability] = mapped_column(
-        str_enum(Preventability, 30), nullable=False, default=Preventability.NOT_KNOWN
-    )
-    updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
-    version: Mapped[int] = mapped_column(Integer, nullable=False)
-
-    case: Mapped[Case] = relationship(lazy="joined")
-
-    __mapper_args__ = {"version_id_col": version}
-
-    def __repr__(self) -> str:
-        return f"<CaseReview {self.uuid} v{self.version}>"
-
-    def can_view(self, user: Any) -> bool:
-        return can_view_findings(self.case, user)
-
-    def can_edit(self, user: Any) -> bool:
-        return can_edit_findings(self.case, user)
-
-
-class Factor(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
-    """A contributory or modifiable factor in one domain, scored like the child-death form."""
-
-    __tablename__ = "case_factors"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    case_id: Mapped[int] = mapped_column(
-        ForeignKey("cases.id", ondelete="CASCADE"), nullable=False, index=True
-    )
-    domain: Mapped[Domain] = mapped_column(str_enum(Domain, 30), nullable=False)
-    description_enc: Mapped[str] = mapped_column(Text, nullable=False)
-    score: Mapped[Score] = mapped_column(str_enum(Score, 30), nullable=False)
-    is_modifiable: Mapped[bool] = mapped_column(default=False, nullable=False)
-    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
-
-    def __repr__(self) -> str:
-        return f"<Factor {self.uuid} {self.domain.value}>"
-
-
-class LearningPoint(PublicIdMixin, db.Model):  # type: ignore[name-defined,misc]
-    __tablename__ = "learning_points"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    case_id: Mapped[int] = mapped_column(
-        ForeignKey("cases.id", ondelete="CASCADE"), nullable=False, index=True
-    )
-    text_enc: Mapped[str] = mapped_column(Text, nullable=False)
-    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
-
-    themes: Mapped[list[Theme]] = relationship(
-        secondary=learning_point_themes, lazy="selectin", order_by=Theme.id
-    )
-
-    def __repr__(self) -> str:
-        return f"<LearningPoint {self.uuid}>"
-
-
-# -- rules ----------------------------------------------------------------------------------------
-
-
-def can_view_findings(case: Case, user: Any) -> bool:
-    return bool(case.can_view(user))
-
-
-def can_edit_findings(case: Case, user: Any) -> bool:
-    """Coordinators and panel members of the case's area record findings (DESIGN.md)."""
-    return user.role in ("coordinator", "panel_member") and case.area_id in user.area_ids
-
-
-def open_for_findings(case: Case) -> bool:
-    return case.status in FINDINGS_STATUSES
-
 
 # -- themes ---------------------------------------------------------------------------------------
 
@@ -290,7 +146,7 @@ def _open(table: str, column: str, record_uuid: uuid.UUID, stored: str | None) -
 
 
 def save_findings(
-    case: Case, data: FindingsInput, *, by: Any, expected_version: int | None
+    case: Case, data: FindingsInput, *, by: User, expected_version: int | None
 ) -> CaseReview:
     """Save the judgement, add the new factors and the learning point. ``expected_version`` is
     the version the form was opened at (0 when nothing was saved yet)."""
@@ -328,7 +184,7 @@ def save_findings(
         _seal("case_reviews", "missed_opportunities", review.uuid, missed) if missed else None
     )
     review.preventability = data.preventability
-    review.updated_by_id = getattr(by, "id", None)
+    review.updated_by_id = by.id
     review.updated_at = utcnow()  # always a change, so every save moves the version on
     for f in factors:
         row_uuid = uuid.uuid4()
@@ -340,7 +196,7 @@ def save_findings(
                 description_enc=_seal("case_factors", "description", row_uuid, f.description),
                 score=f.score,
                 is_modifiable=f.is_modifiable,
-                created_by_id=getattr(by, "id", None),
+                created_by_id=by.id,
             )
         )
     if point:
@@ -351,7 +207,7 @@ def save_findings(
                 case_id=case.id,
                 text_enc=_seal("learning_points", "text", row_uuid, point),
                 themes=themes,
-                created_by_id=getattr(by, "id", None),
+                created_by_id=by.id,
             )
         )
     try:

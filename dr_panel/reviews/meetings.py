@@ -8,16 +8,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
 
 from sqlalchemy import select
 
 from dr_panel.audit.services import record
-from dr_panel.auth.models import Role, User, user_areas
-from dr_panel.cases.identity import keys
+from dr_panel.auth.models import Role, User
 from dr_panel.cases.models import Case, CaseStatus
+from dr_panel.concurrency import flush_or
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
+from dr_panel.privacy.identity import keys
 from dr_panel.reference.models import Area
 from dr_panel.reviews.models import (
     RETURN_TEXTS,
@@ -28,6 +28,7 @@ from dr_panel.reviews.models import (
     MeetingStatus,
     RequestStatus,
 )
+from dr_panel.reviews.services import panel_of, text_of
 
 
 class MeetingError(ValueError):
@@ -36,7 +37,7 @@ class MeetingError(ValueError):
         self.field = field
 
 
-def schedule(area: Area, held_on: date, location: str, *, by: Any) -> Meeting:
+def schedule(area: Area, held_on: date, location: str, *, by: User) -> Meeting:
     if area.id not in by.area_ids:
         raise MeetingError("Choose one of your areas.", "area")
     if held_on < utcnow().date():
@@ -47,7 +48,7 @@ def schedule(area: Area, held_on: date, location: str, *, by: Any) -> Meeting:
             "Say where it is held (a room, or 'Teams'), in at most 120 characters.", "location"
         )
     meeting = Meeting(
-        area=area, held_on=held_on, location=location, created_by_id=getattr(by, "id", None)
+        area=area, held_on=held_on, location=location, created_by_id=by.id
     )
     db.session.add(meeting)
     db.session.flush()
@@ -75,7 +76,7 @@ def agenda_candidates(meeting: Meeting) -> list[Case]:
     ]
 
 
-def add_to_agenda(meeting: Meeting, cases: Iterable[Case], *, by: Any) -> int:
+def add_to_agenda(meeting: Meeting, cases: Iterable[Case], *, by: User) -> int:
     allowed = {c.id for c in agenda_candidates(meeting)}
     added = 0
     position = max((i.position for i in meeting.items), default=0)
@@ -100,21 +101,10 @@ def add_to_agenda(meeting: Meeting, cases: Iterable[Case], *, by: Any) -> int:
 
 def eligible_members(meeting: Meeting) -> list[User]:
     """Panel members and coordinators who work in the meeting's area."""
-    return list(
-        db.session.scalars(
-            select(User)
-            .join(user_areas, user_areas.c.user_id == User.id)
-            .where(
-                user_areas.c.area_id == meeting.area_id,
-                User.role.in_([Role.PANEL_MEMBER, Role.COORDINATOR]),
-                User.disabled_at.is_(None),
-            )
-            .order_by(User.display_name)
-        )
-    )
+    return panel_of(meeting.area_id)
 
 
-def invite(meeting: Meeting, users: Iterable[User], *, by: Any) -> int:
+def invite(meeting: Meeting, users: Iterable[User], *, by: User) -> int:
     allowed = {u.id for u in eligible_members(meeting)}
     added = 0
     for user in users:
@@ -136,7 +126,7 @@ def invite(meeting: Meeting, users: Iterable[User], *, by: Any) -> int:
     return added
 
 
-def accept_statement(meeting: Meeting, user: Any) -> None:
+def accept_statement(meeting: Meeting, user: User) -> None:
     member = meeting.member(user)
     if member is None:
         raise MeetingError("You are not a member of this meeting.", "accept")
@@ -150,7 +140,7 @@ def accept_statement(meeting: Meeting, user: Any) -> None:
         )
 
 
-def record_attendance(meeting: Meeting, present_user_ids: set[int], *, by: Any) -> None:
+def record_attendance(meeting: Meeting, present_user_ids: set[int], *, by: User) -> None:
     for member in meeting.members:
         member.present = member.user_id in present_user_ids
     if meeting.status is MeetingStatus.SCHEDULED and meeting.held_on <= utcnow().date():
@@ -179,11 +169,11 @@ class StaleMinutes(MeetingError):
 
 
 def save_minutes(
-    item: MeetingItem, text: str, *, by: Any, expected_version: int | None = None
+    item: MeetingItem, text: str, *, by: User, expected_version: int | None = None
 ) -> None:
     """Save one case's minutes. Refuses a form opened before someone else's save (the version
     it was read at differs), like every other edited record: minutes were silently overwritten.
-    A save racing past this check is refused at flush by ``version_id_col``."""
+    A save racing past this check is refused at flush by ``version_id_col``, the same way."""
     if expected_version is not None and expected_version != item.version:
         raise StaleMinutes()
     text = text.strip()
@@ -194,6 +184,7 @@ def save_minutes(
         if text
         else None
     )
+    flush_or(StaleMinutes)
     record(
         "meeting.minutes_saved",
         actor=by,
@@ -220,7 +211,7 @@ class PackCase:
     minutes: str | None
 
 
-def pack(meeting: Meeting, *, by: Any, download: bool) -> list[PackCase]:
+def pack(meeting: Meeting, *, by: User, download: bool) -> list[PackCase]:
     """The meeting pack: each agenda case pseudonymised, with the agencies' returns and the
     person's linked events. No identifiers. Audited as an export."""
     out = []
@@ -234,7 +225,7 @@ def pack(meeting: Meeting, *, by: Any, download: bool) -> list[PackCase]:
             )
         )
         returns = [
-            (r, {stem: _text(r, stem) for stem, _ in RETURN_TEXTS})
+            (r, {stem: text_of(r, stem) for stem, _ in RETURN_TEXTS})
             for r in requests
             if r.status is RequestStatus.RETURNED
         ]
@@ -257,16 +248,10 @@ def pack(meeting: Meeting, *, by: Any, download: bool) -> list[PackCase]:
     return out
 
 
-def _text(req: InfoRequest, stem: str) -> str | None:
-    from dr_panel.reviews.services import text_of
-
-    return text_of(req, stem)
-
-
-def meetings_for(user: Any) -> list[Meeting]:
-    if user.role == Role.COORDINATOR:
+def meetings_for(user: User) -> list[Meeting]:
+    if user.role is Role.COORDINATOR:
         stmt = select(Meeting).where(Meeting.area_id.in_(user.area_ids or {-1}))
-    elif user.role == Role.PANEL_MEMBER:
+    elif user.role is Role.PANEL_MEMBER:
         stmt = select(Meeting).join(MeetingMember).where(MeetingMember.user_id == user.id)
     else:
         return []

@@ -11,17 +11,17 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
 
 from sqlalchemy import select
 
 from dr_panel.audit.services import record
-from dr_panel.auth.models import Role, User
-from dr_panel.cases import identity as ident
+from dr_panel.auth.models import Role, User, user_areas
 from dr_panel.cases.models import Case, CaseStatus, CaseType, YesNoUnknown
 from dr_panel.concurrency import flush_or
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
+from dr_panel.mail import services as mail
+from dr_panel.privacy import identity as ident
 from dr_panel.reference.models import Agency
 from dr_panel.reviews.models import RETURN_TEXTS, Engagement, InfoRequest, RequestStatus
 
@@ -68,10 +68,22 @@ def text_of(req: InfoRequest, stem: str) -> str | None:
 # -- asking -------------------------------------------------------------------------------------
 
 
+class Sent(list[InfoRequest]):
+    """The requests made (a list, one per agency), and the agencies nobody could be e-mailed at:
+    no contributor of theirs works in the case's area, so the coordinator must tell them another
+    way."""
+
+    def __init__(self, made: Iterable[InfoRequest], unreachable: Iterable[Agency]) -> None:
+        super().__init__(made)
+        self.unreachable = list(unreachable)
+
+
 def send_requests(
-    case: Case, agencies: Iterable[Agency], *, due_on: date, note: str | None, by: Any
-) -> list[InfoRequest]:
-    """One request per agency not already asked. Raises RequestError saying what to fix."""
+    case: Case, agencies: Iterable[Agency], *, due_on: date, note: str | None, by: User
+) -> Sent:
+    """One request per agency not already asked, each e-mailed to the agency's contributors in
+    the case's area (in the same transaction: every door gets the e-mails). Raises RequestError
+    saying what to fix."""
     agencies = list(agencies)
     if not agencies:
         raise RequestError("Tick at least one agency to ask.")
@@ -97,7 +109,7 @@ def send_requests(
             case=case,
             agency=agency,
             due_on=due_on,
-            requested_by_id=getattr(by, "id", None),
+            requested_by_id=by.id,
         )
         req.note_enc = _seal(req, "note", note)  # bound to the UUID, so set before the insert
         db.session.add(req)
@@ -111,7 +123,7 @@ def send_requests(
             details={"case": str(case.uuid), "agency": agency.code, "due_on": due_on.isoformat()},
         )
     db.session.flush()
-    return made
+    return Sent(made, [r.agency for r in made if not email_agency(r)])
 
 
 def contributors_for(req: InfoRequest) -> list[User]:
@@ -129,10 +141,25 @@ def contributors_for(req: InfoRequest) -> list[User]:
     ]
 
 
+def panel_of(area_id: int) -> list[User]:
+    """The panel of an area: its active coordinators and panel members, by name. They are the
+    members a meeting may invite and the people who may lead a safety plan."""
+    return list(
+        db.session.scalars(
+            select(User)
+            .join(user_areas, user_areas.c.user_id == User.id)
+            .where(
+                user_areas.c.area_id == area_id,
+                User.role.in_([Role.COORDINATOR, Role.PANEL_MEMBER]),
+                User.disabled_at.is_(None),
+            )
+            .order_by(User.display_name)
+        )
+    )
+
+
 def email_agency(req: InfoRequest, *, chase: bool = False) -> int:
     """Queue the request (or its chase) to the agency's contributors. Returns how many."""
-    from dr_panel.mail import services as mail
-
     kind = "case review" if req.case.case_type is CaseType.DEATH else "overdose review"
     due = f"{req.due_on.day} {req.due_on:%B %Y}"
     subject = (
@@ -208,7 +235,7 @@ class Return:
 
 
 def save_return(
-    req: InfoRequest, answer: Return, *, submit: bool, by: Any, expected_version: int | None
+    req: InfoRequest, answer: Return, *, submit: bool, by: User, expected_version: int | None
 ) -> None:
     if not req.can_answer(by):
         raise RequestError("Only your agency's contributors can answer this request.")
@@ -243,7 +270,7 @@ def save_return(
         if text and len(text) > 20000:
             raise RequestError("Keep each answer to 20,000 characters.", stem)
         setattr(req, f"{stem}_enc", _seal(req, stem, text))
-    req.answered_by_id = getattr(by, "id", None)
+    req.answered_by_id = by.id
     req.saved_at = utcnow()
     if submit:
         req.status, req.returned_at = RequestStatus.RETURNED, utcnow()
@@ -258,7 +285,7 @@ def save_return(
     )
 
 
-def identifiers_for_agency(req: InfoRequest, *, by: Any) -> dict[str, str]:
+def identifiers_for_agency(req: InfoRequest, *, by: User) -> dict[str, str]:
     """The minimum an agency needs to find the person in its own records: name, date of birth,
     NHS number. Never the address. Audited every time it is shown."""
     who = ident.unseal(req.case.person)
@@ -277,7 +304,7 @@ def identifiers_for_agency(req: InfoRequest, *, by: Any) -> dict[str, str]:
     }
 
 
-def agency_queue(user: Any) -> list[InfoRequest]:
+def agency_queue(user: User) -> list[InfoRequest]:
     """The requests an agency contributor may see: their agency's, in their areas, not withdrawn;
     open ones first, soonest due first."""
     if user.role != Role.AGENCY_CONTRIBUTOR or user.agency_id is None:

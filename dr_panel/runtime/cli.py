@@ -7,11 +7,15 @@ import shutil
 import sys
 
 import click
-from flask import current_app
-from flask.cli import with_appcontext
+from flask import Flask, current_app
+from flask.cli import ScriptInfo, with_appcontext
 from sqlalchemy import select
 
 from config import PROJECT_ROOT
+from dr_panel.dbtypes import utcnow
+from dr_panel.extensions import db
+from dr_panel.runtime import worker as runtime
+from dr_panel.runtime.models import JobLease
 
 GUNICORN_CONF = PROJECT_ROOT / "config" / "gunicorn.conf.py"
 
@@ -24,13 +28,13 @@ GUNICORN_CONF = PROJECT_ROOT / "config" / "gunicorn.conf.py"
 def serve(bind: str | None, workers: int | None) -> None:
     """Serve the app under gunicorn with config/gunicorn.conf.py, for production behind a
     TLS proxy. The settings are checked here first, so a refusal reads as one message."""
-    from dr_panel import create_app
-
     if bind:
         os.environ["DR_PANEL_BIND"] = bind
     if workers:
         os.environ["WEB_CONCURRENCY"] = str(workers)
-    create_app()  # refuses unsafe settings (StartupError) before any process is forked
+    # The CLI's app factory, after the settings above: refuses unsafe settings (StartupError)
+    # before any process is forked.
+    click.get_current_context().ensure_object(ScriptInfo).load_app()
     gunicorn = shutil.which("gunicorn", path=os.path.dirname(sys.executable)) or shutil.which(
         "gunicorn"
     )
@@ -52,8 +56,6 @@ def worker(once: bool, status: bool, interval: int | None) -> None:
     """Drain the e-mail outbox and the alert deliveries and run the schedule (spike scan,
     chasing, reminders, alert expiry, retention, audit anchors) until stopped. Run one or more
     anywhere the database is reachable: each scheduled job runs once per period."""
-    from dr_panel.runtime import worker as runtime
-
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if status:
         _print_status(app)
@@ -64,15 +66,10 @@ def worker(once: bool, status: bool, interval: int | None) -> None:
     runtime.run_forever(app, float(interval or app.config["WORKER_INTERVAL"]))
 
 
-def _print_status(app: object) -> None:
-    from dr_panel.dbtypes import utcnow
-    from dr_panel.extensions import db
-    from dr_panel.runtime.models import JobLease
-    from dr_panel.runtime.worker import schedule
-
+def _print_status(app: Flask) -> None:
     leases = {lease.name: lease for lease in db.session.scalars(select(JobLease))}
     now = utcnow()
-    for job in schedule(app):  # type: ignore[arg-type]
+    for job in runtime.schedule(app):
         lease = leases.get(job.name)
         last = lease.last_finished_at.isoformat(timespec="seconds") if (
             lease and lease.last_finished_at) else "never"

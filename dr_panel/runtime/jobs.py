@@ -6,7 +6,8 @@ this period and nobody holds an unexpired claim". Exactly one UPDATE matches: on
 second UPDATE of the same row waits for the first to commit and then re-checks its WHERE against
 the new row; on SQLite writers take the database lock in turn. The claim runs out after
 ``hold``: a worker that dies mid-job leaves the period to another once it has. A job that fails
-is retried after ``RETRY`` (not at once, so a broken job does not spin).
+is retried after the ``job`` channel's wait (``dr_panel.retry``; not at once, so a broken job
+does not spin).
 
 SQLite: the same statements work, and every process on the machine sees one file; but SQLite
 is for one machine, so "several workers on several machines" means PostgreSQL.
@@ -22,10 +23,9 @@ from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from dr_panel import retry
 from dr_panel.extensions import db
 from dr_panel.runtime.models import JobLease
-
-RETRY = timedelta(minutes=5)
 
 
 def holder_name() -> str:
@@ -68,14 +68,21 @@ def claim(name: str, period: str, *, now: datetime, hold: timedelta,
         return int(getattr(result, "rowcount", 0) or 0) == 1
 
 
+def retry_after() -> timedelta:
+    """How long a failed job waits before another try (a job's failures are not counted, so
+    this is always the ``job`` channel's first wait)."""
+    return retry.schedule("job").delay(1)
+
+
 def finish(name: str, period: str, *, now: datetime, error: BaseException | None = None,
            holder: str | None = None) -> None:
-    """Record the end of a claimed run: done for the period, or failed (retry after RETRY)."""
+    """Record the end of a claimed run: done for the period, or failed (another try after
+    ``retry_after()``)."""
     values: dict[str, object] = {"last_finished_at": now}
     if error is None:
         values.update(done_period=period, held_until=None, last_error=None)
     else:
-        values.update(held_until=now + RETRY, last_error=type(error).__name__[:100])
+        values.update(held_until=now + retry_after(), last_error=type(error).__name__[:100])
     with Session(db.engine) as session:
         session.execute(
             update(JobLease)

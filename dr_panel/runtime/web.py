@@ -25,10 +25,17 @@ import re
 import time
 import traceback
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
-from flask import Flask, Response, g, request
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from flask import Flask, Response, g, has_request_context, request
+from sqlalchemy import text
 from werkzeug.middleware.proxy_fix import ProxyFix
+
+from config import PROJECT_ROOT
+from dr_panel.extensions import db, limiter
 
 log = logging.getLogger("dr_panel.requests")
 
@@ -133,14 +140,10 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False)
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
-        from datetime import UTC, datetime
-
         return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
 
 
 def _current_request_id() -> str | None:
-    from flask import has_request_context
-
     return g.get("request_id") if has_request_context() else None
 
 
@@ -155,10 +158,6 @@ def formatter(kind: str) -> logging.Formatter:
 def failing_checks(app: Flask) -> list[str]:
     """The names of the checks that fail: database, migrations, keys, redis. Names only: a
     public endpoint says nothing about versions, hosts or errors (they go to the log, by type)."""
-    from sqlalchemy import text
-
-    from dr_panel.extensions import db
-
     failing: list[str] = []
     try:
         db.session.execute(text("SELECT 1"))
@@ -181,8 +180,6 @@ def _other_checks(app: Flask) -> list[str]:
         failing.append("keys")
     uri = str(app.config.get("RATELIMIT_STORAGE_URI", ""))
     if uri.startswith("redis"):  # redis://, rediss://, redis+sentinel://...
-        from dr_panel.extensions import limiter
-
         try:
             reachable = bool(limiter.storage.check())
         except Exception as err:
@@ -195,15 +192,8 @@ def _other_checks(app: Flask) -> list[str]:
 
 def at_head(app: Flask) -> bool:
     """Whether the database is at the newest migration this code ships."""
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-
-    from dr_panel.extensions import db
-
     head = app.extensions.get("dr_panel.migration_head")
     if head is None:
-        from config import PROJECT_ROOT
-
         head = ScriptDirectory(str(PROJECT_ROOT / "migrations")).get_current_head()
         app.extensions["dr_panel.migration_head"] = head
     current = MigrationContext.configure(db.session.connection()).get_current_revision()

@@ -27,8 +27,17 @@ from typing import Any
 
 from flask import Flask
 
+from dr_panel import crypto
+from dr_panel.alerts import signals
+from dr_panel.alerts.broadcast import deliver_in_worker
+from dr_panel.alerts.drafting import expire_due
+from dr_panel.audit import anchors
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
+from dr_panel.mail.worker import deliver_soon
+from dr_panel.retention.services import run as run_retention
+from dr_panel.reviews.actions import remind
+from dr_panel.reviews.services import chase_overdue
 from dr_panel.runtime import jobs
 from dr_panel.runtime.schedule import LONDON, Daily, Every, When, parse_local_time
 
@@ -46,43 +55,29 @@ class Job:
 
 
 def _scan(now: datetime) -> str:
-    from dr_panel.alerts import signals
-
     report = signals.scan(now.astimezone(LONDON).date())
     return f"{report.new} new signal(s)"
 
 
 def _chase(now: datetime) -> str:
-    from dr_panel.reviews.services import chase_overdue
-
     return f"{chase_overdue(now.astimezone(LONDON).date())} request(s) chased"
 
 
 def _remind(now: datetime) -> str:
-    from dr_panel.reviews.actions import remind
-
     return f"{remind(now.astimezone(LONDON).date())} reminder(s) queued"
 
 
 def _expire(now: datetime) -> str:
-    from dr_panel.alerts.drafting import expire_due
-
     return f"{expire_due(now)} alert(s) expired"
 
 
 def _retention(now: datetime) -> str:
-    from dr_panel.retention.services import run
-
-    return f"{run(now=now).total} record(s) disposed of"
+    return f"{run_retention(now=now).total} record(s) disposed of"
 
 
 def anchor_hook() -> Callable[[], Any] | None:
-    """The audit package's anchoring function, if this build has it (another part of issue 12
-    writes it); the schedule runs it and knows nothing else about anchors."""
-    try:
-        from dr_panel.audit import anchors  # type: ignore[attr-defined]
-    except ImportError:
-        return None
+    """The audit package's anchoring function (the seam tests replace); the schedule runs it
+    and knows nothing else about anchors."""
     hook = getattr(anchors, "anchor_now", None)
     return hook if callable(hook) else None
 
@@ -114,15 +109,14 @@ def schedule(app: Flask) -> list[Job]:
 
 
 def _follow_keys(app: Flask) -> None:
-    """The key file check that every request makes (``dr_panel.keys.current``)."""
-    from dr_panel.keys import current
-
-    current(app)
+    """The key file check that every request makes (``dr_panel.crypto.current``)."""
+    crypto.current(app)
 
 
 def run_due(app: Flask, now: datetime | None = None, *, holder: str | None = None) -> list[str]:
     """Run every job due at ``now`` that no other worker has taken; the names of those run
-    here. Never raises: a failed job is logged by type and retried after ``jobs.RETRY``."""
+    here. Never raises: a failed job is logged by type and retried after
+    ``jobs.retry_after()``."""
     done: list[str] = []
     try:
         with app.app_context():
@@ -142,7 +136,8 @@ def run_due(app: Flask, now: datetime | None = None, *, holder: str | None = Non
                     db.session.rollback()
                     error = err
                     log.error("job %s (%s) failed (%s); retried in %d minutes", job.name,
-                              period, type(err).__name__, jobs.RETRY.seconds // 60)
+                              period, type(err).__name__,
+                              jobs.retry_after().total_seconds() // 60)
                 jobs.finish(job.name, period, now=now, error=error, holder=holder)
     except Exception as err:  # the database gone, say: the next round tries again
         log.error("the schedule could not run (%s); the next round tries again",
@@ -157,9 +152,6 @@ def scheduled_round(app: Flask) -> None:
 
 def one_round(app: Flask) -> None:
     """Drain the e-mail outbox, then the alert deliveries, then run the schedule."""
-    from dr_panel.alerts.broadcast import deliver_in_worker
-    from dr_panel.mail.services import deliver_soon
-
     deliver_soon(app)
     deliver_in_worker(app)
     run_due(app)

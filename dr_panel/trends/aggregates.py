@@ -38,7 +38,7 @@ under each distinct substance group it mentions.
 Every ``trend_counts`` row also sums the record keys (``Case.record_key``) of the cases it
 counts (``key_sum``): a sum over rows is then the key sum of exactly the cases summed, whichever
 rows were summed, which is what makes disclosure control consistent
-(``dr_panel.trends.disclosure``). The cube's counts and key sums travel as two ``Rows`` with the
+(``dr_panel.privacy.disclosure``). The cube's counts and key sums travel as two ``Rows`` with the
 same keys (``cube``, ``key_sums``); ``daily_counts`` (for coordinators' spike detection) has none.
 """
 
@@ -52,6 +52,7 @@ from itertools import combinations
 from typing import Any
 
 import numpy as np
+from flask import Flask
 from sqlalchemy import Date, Enum, String, bindparam, event, func, select, type_coerce
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
@@ -415,7 +416,7 @@ def _profiles_of(conn: Connection, ids: Iterable[int]) -> Counter[Profile]:
         for case_id, code, group in conn.execute(_SUBSTANCES, {"ids": chunk}):
             subs.setdefault(case_id, []).append((code, group))
         for case_id, *facts in conn.execute(_FACTS, {"ids": chunk}):
-            p = profile(*facts, subs.get(case_id, ()))
+            p = profile(*facts, subs.get(case_id, ()))  # type: ignore[call-arg]
             if p is not None:
                 out[p] += 1
     return out
@@ -748,8 +749,10 @@ def _after_rollback(session: Session, previous_transaction: Any) -> None:
     session.info.pop(PENDING, None)
 
 
-def install() -> None:
-    """Listen on every session (idempotent): the counts follow the cases wherever they change."""
+def init_app(app: Flask) -> None:
+    """Listen on every session (``create_app`` calls this; importing the module does not):
+    the counts follow the cases wherever they change. Idempotent, so any number of apps in
+    one process share one set of hooks."""
     for name, fn in (
         ("before_flush", _before_flush),
         ("after_flush", _after_flush),
@@ -757,11 +760,3 @@ def install() -> None:
     ):
         if not event.contains(Session, name, fn):
             event.listen(Session, name, fn)
-
-
-def init_app(app: Any) -> None:
-    """Called by ``create_app``; the hook is also installed when this module is imported."""
-    install()
-
-
-install()

@@ -21,7 +21,7 @@ import math
 import re
 import textwrap
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape
 
 import matplotlib
@@ -33,14 +33,17 @@ from matplotlib.backends.backend_svg import FigureCanvasSVG  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FormatStrFormatter, MaxNLocator, MultipleLocator  # noqa: E402
 
-from dr_panel.trends import disclosure  # noqa: E402
+from dr_panel.privacy import disclosure  # noqa: E402
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
 
 KINDS = ("series", "substance", "age_band")
 # Okabe & Ito (2008), colour-blind safe; black text on white throughout.
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
 HATCHES = ("", "//", "..", "xx", "\\\\", "++", "oo")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")
-RC = {
+RC: dict[RcKeyType, Any] = {
     "svg.fonttype": "none",  # text as <text>: searchable, readable by screen readers
     "svg.hashsalt": "dr-panel",  # stable element ids
     "font.family": "DejaVu Sans",  # ships with matplotlib; no font is fetched

@@ -30,18 +30,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-from openpyxl.styles import Alignment
+from openpyxl import Workbook
+from openpyxl.styles import Alignment, Border, Font, Side
 from sqlalchemy import select
 
 from dr_panel.audit.services import record
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
+from dr_panel.privacy import disclosure
 from dr_panel.reference.models import Area
-from dr_panel.trends import disclosure
 from dr_panel.trends.queries import DIMENSION_LABELS
 
 if TYPE_CHECKING:
+    from dr_panel.auth.models import User
     from dr_panel.trends.extract import Extract
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -76,54 +77,79 @@ def neutralise(value: Any) -> Any:
     return value
 
 
-def _neutralise_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    frame = frame.copy()
-    frame.columns = [neutralise(str(c)) for c in frame.columns]
-    for column in frame.columns:
-        if frame[column].dtype == object:
-            frame[column] = frame[column].map(neutralise)
-    return frame
+@dataclass(frozen=True)
+class Sheet:
+    """A table for a file: its column names, and its rows of cells in that order (numbers stay
+    numbers; None is an empty cell)."""
+
+    columns: list[str]
+    rows: list[list[Any]]
+
+    @classmethod
+    def of(cls, records: Sequence[dict[str, Any]], columns: Sequence[str]) -> Sheet:
+        return cls(list(columns), [[rec.get(c) for c in columns] for rec in records])
+
+    def neutralised(self) -> Sheet:
+        return Sheet(
+            [neutralise(str(c)) for c in self.columns],
+            [[neutralise(v) for v in row] for row in self.rows],
+        )
 
 
-def generated_by(user: Any) -> str:
+def generated_by(user: User) -> str:
     """Role and user UUID: enough to trace a file back through the audit log, and no e-mail
     address or name in a file that travels."""
-    role = getattr(user.role, "value", user.role)
-    return f"{role} (user {user.uuid})"
+    return f"{user.role.value} (user {user.uuid})"
 
 
-def write_csv(frame: pd.DataFrame, metadata: Sequence[tuple[str, str]]) -> bytes:
+def write_csv(table: Sheet, metadata: Sequence[tuple[str, str]]) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     for item, value in metadata:
         writer.writerow([f"# {item}", neutralise(value)])
-    _neutralise_frame(frame).to_csv(out, index=False, lineterminator="\r\n")
+    safe = table.neutralised()
+    writer.writerow(safe.columns)
+    writer.writerows(safe.rows)
     return out.getvalue().encode("utf-8-sig")
 
 
-def write_xlsx(
-    frame: pd.DataFrame, metadata: Sequence[tuple[str, str]], *, sheet: str = "Data"
-) -> bytes:
+_THIN = Side(style="thin")
+HEADER_FONT = Font(bold=True)
+HEADER_BORDER = Border(left=_THIN, right=_THIN, top=_THIN, bottom=_THIN)
+HEADER_ALIGNMENT = Alignment(horizontal="center", vertical="top")
+
+
+def _fill(ws: Any, table: Sheet) -> None:
+    """One header row (bold, boxed, centred, as spreadsheet users know it), then the rows; an
+    empty cell is written as empty text, as the files have always had it."""
+    for col, name in enumerate(table.columns, start=1):
+        cell = ws.cell(row=1, column=col, value=name)
+        cell.font, cell.border, cell.alignment = HEADER_FONT, HEADER_BORDER, HEADER_ALIGNMENT
+    for r, row in enumerate(table.rows, start=2):
+        for col, value in enumerate(row, start=1):
+            ws.cell(row=r, column=col, value="" if value is None else value)
+
+
+def write_xlsx(table: Sheet, metadata: Sequence[tuple[str, str]], *, sheet: str = "Data") -> bytes:
+    book = Workbook()
+    book.remove(book.active)
+    _fill(book.create_sheet(sheet), table.neutralised())
+    meta = Sheet(["Item", "Value"], [[neutralise(i), neutralise(v)] for i, v in metadata])
+    _fill(book.create_sheet("Metadata"), meta)
+    book[sheet].freeze_panes = "A2"
+    for ws in book.worksheets:
+        for col in ws.columns:
+            width = max((len(str(c.value)) for c in col if c.value is not None), default=8)
+            ws.column_dimensions[col[0].column_letter].width = min(max(width + 2, 8), 80)
+    for row in book["Metadata"].iter_rows(min_row=2, min_col=2, max_col=2):
+        for cell in row:
+            cell.alignment = Alignment(wrap_text=True, vertical="top")
     out = io.BytesIO()
-    meta = pd.DataFrame(
-        [(neutralise(i), neutralise(v)) for i, v in metadata], columns=["Item", "Value"]
-    )
-    with pd.ExcelWriter(out, engine="openpyxl") as writer:
-        _neutralise_frame(frame).to_excel(writer, sheet_name=sheet, index=False)
-        meta.to_excel(writer, sheet_name="Metadata", index=False)
-        book = writer.book
-        book[sheet].freeze_panes = "A2"
-        for ws in book.worksheets:
-            for col in ws.columns:
-                width = max((len(str(c.value)) for c in col if c.value is not None), default=8)
-                ws.column_dimensions[col[0].column_letter].width = min(max(width + 2, 8), 80)
-        for row in book["Metadata"].iter_rows(min_row=2, min_col=2, max_col=2):
-            for cell in row:
-                cell.alignment = Alignment(wrap_text=True, vertical="top")
+    book.save(out)
     return out.getvalue()
 
 
-def _file(frame: pd.DataFrame, metadata: list[tuple[str, str]], fmt: str, stem: str,
+def _file(frame: Sheet, metadata: list[tuple[str, str]], fmt: str, stem: str,
           at: datetime, sheet: str) -> ExportFile:
     if fmt not in FORMATS:
         raise ExportError("Choose csv or xlsx.")
@@ -151,7 +177,7 @@ def _count_cell(shown: Any) -> Any:
     return shown.text if shown.suppressed or shown.value is None else shown.value
 
 
-def table_frame(table: Any, query: Any = None) -> pd.DataFrame:
+def table_frame(table: Any, query: Any = None) -> Sheet:
     """One row per table row, then the total. Counts are the ``Shown`` figures: a number, or
     "*" where suppressed; the raw count is not in the table to leak."""
     dims = _dimensions(table)
@@ -181,7 +207,7 @@ def table_frame(table: Any, query: Any = None) -> pd.DataFrame:
     columns += ["count", "count_suppressed"] + (["percent_of_total"] if percents else [])
     if rates:
         columns += ["rate_per_100000", "ci95_low", "ci95_high", "rate_suppressed"]
-    return pd.DataFrame.from_records(records, columns=columns)
+    return Sheet.of(records, columns)
 
 
 def _area_codes() -> dict[str, str]:
@@ -189,7 +215,7 @@ def _area_codes() -> dict[str, str]:
     return {str(i): code for i, code in db.session.execute(select(Area.id, Area.ons_code))}
 
 
-def table_metadata(table: Any, query: Any, user: Any, at: datetime) -> list[tuple[str, str]]:
+def table_metadata(table: Any, query: Any, user: User, at: datetime) -> list[tuple[str, str]]:
     dims = _dimensions(table)
     meta = [
         ("Title", "dr-panel trend summary"),
@@ -239,7 +265,7 @@ def _period(query: Any) -> str:
     return "all dates"
 
 
-def export_table(table: Any, query: Any, fmt: str, *, by: Any) -> ExportFile:
+def export_table(table: Any, query: Any, fmt: str, *, by: User) -> ExportFile:
     """A trend table as CSV or XLSX, audited. The caller commits."""
     at = utcnow()
     frame = table_frame(table, query)
@@ -264,7 +290,7 @@ def export_table(table: Any, query: Any, fmt: str, *, by: Any) -> ExportFile:
 # -- the record-level extract ---------------------------------------------------------------------
 
 
-def extract_metadata(ext: Extract, user: Any, at: datetime) -> list[tuple[str, str]]:
+def extract_metadata(ext: Extract, user: User, at: datetime) -> list[tuple[str, str]]:
     """The extract's metadata: what it holds and how it was protected. No exact count of
     events or of suppressed rows (the rows in the file are the only count it gives)."""
     from dr_panel.trends.extract import COLUMNS, HIERARCHIES
@@ -300,11 +326,11 @@ def extract_metadata(ext: Extract, user: Any, at: datetime) -> list[tuple[str, s
     return meta
 
 
-def export_extract(ext: Extract, fmt: str, *, by: Any) -> ExportFile:
+def export_extract(ext: Extract, fmt: str, *, by: User) -> ExportFile:
     """The extract as CSV or XLSX, audited with its exact figures (the audit log is the one
     place they are kept; the file never states them). The caller commits."""
     at = ext.generated_at
-    frame = pd.DataFrame.from_records(ext.rows, columns=ext.columns)
+    frame = Sheet.of(ext.rows, ext.columns)
     made = _file(frame, extract_metadata(ext, by, at), fmt, "dr-panel-extract", at, "Extract")
     record(
         "trends.extract_exported",

@@ -56,7 +56,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import current_app
 from sqlalchemy import select
@@ -64,8 +64,13 @@ from sqlalchemy import select
 from dr_panel.cases.models import Case, CaseStatus, CaseType, Person, Substance, case_substances
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
+from dr_panel.privacy import disclosure
 from dr_panel.reference.models import Area
-from dr_panel.trends import disclosure, recoding
+from dr_panel.roles import Role
+from dr_panel.trends import recoding
+
+if TYPE_CHECKING:
+    from dr_panel.auth.models import User
 
 SUPPRESSED = "*"  # a field given up entirely: any value within the extract
 
@@ -273,7 +278,7 @@ def extract_k() -> int:
     return max(1, configured, disclosure.suppress_below())
 
 
-def allowed_areas(user: Any) -> list[Area]:
+def allowed_areas(user: User) -> list[Area]:
     """The areas a user may extract from: their own, active or not (old data stays theirs)."""
     return sorted(
         (a for a in db.session.scalars(select(Area)) if a.id in user.area_ids),
@@ -281,10 +286,10 @@ def allowed_areas(user: Any) -> list[Area]:
     )
 
 
-def build(req: ExtractRequest, user: Any) -> Extract:
+def build(req: ExtractRequest, user: User) -> Extract:
     """Read the events, recode, suppress. Does not audit: ``exports.export_extract`` does,
     when the file is written."""
-    if user.role not in ("lead", "coordinator"):
+    if user.role not in (Role.LEAD, Role.COORDINATOR):
         raise ExtractError("Only leads and coordinators can make an extract.")
     if req.date_to < req.date_from:
         raise ExtractError("The end of the period is before its start: swap them.")

@@ -7,7 +7,7 @@ they need things the cube does not hold (a person's earlier events, the date a c
 an action's state, learning themes), and every query is bounded by the user's areas and the
 period, so it stays small.
 
-Disclosure control is the trends' own (``dr_panel.trends.disclosure``): for a viewer who is not
+Disclosure control is the trends' own (``dr_panel.privacy.disclosure``): for a viewer who is not
 ``exact_for`` the figures, the period is widened to whole years of the grid
 (``queries.grid_range``), every count is perturbed by its cell key (the sum of its records'
 keys: a case's ``record_key``; for an action, its case's key plus the action's id, fixed for
@@ -22,7 +22,7 @@ import calendar
 import statistics
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 from sqlalchemy.orm import aliased
@@ -38,11 +38,15 @@ from dr_panel.cases.models import (
 )
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
+from dr_panel.privacy import disclosure
+from dr_panel.privacy.disclosure import Shown
 from dr_panel.reference.models import Area
 from dr_panel.reviews.actions import OPEN_ACTION, Action, ActionStatus
 from dr_panel.reviews.findings import LearningPoint, Theme, learning_point_themes
-from dr_panel.trends import disclosure, queries
-from dr_panel.trends.disclosure import Shown
+from dr_panel.trends import queries
+
+if TYPE_CHECKING:
+    from dr_panel.auth.models import User
 
 TOP_THEMES = 5
 
@@ -93,7 +97,7 @@ def _month_end(d: date) -> date:
     return d.replace(day=calendar.monthrange(d.year, d.month)[1])
 
 
-def scope_for(user: Any, query: Any) -> Scope:
+def scope_for(user: User, query: queries.TrendQuery) -> Scope:
     """The user's areas, narrowed to those the query names; the query's months, whole."""
     areas = [a for a in db.session.scalars(select(Area).order_by(Area.name))
              if a.id in user.area_ids]
@@ -340,7 +344,7 @@ def top_themes(scope: Scope, limit: int = TOP_THEMES) -> Measure:
     )
 
 
-def measures_panel(user: Any, query: Any) -> list[Measure]:
+def measures_panel(user: User, query: queries.TrendQuery) -> list[Measure]:
     """Every measure for the user's areas (narrowed by the query) and the query's period."""
     scope = scope_for(user, query)
     out: list[Measure] = []
@@ -354,6 +358,6 @@ def measures_panel(user: Any, query: Any) -> list[Measure]:
     return out
 
 
-def panel_note(user: Any, query: Any) -> str:
+def panel_note(user: User, query: queries.TrendQuery) -> str:
     """The disclosure sentence printed under the panel."""
     return disclosure.note(scope_for(user, query).exact)

@@ -10,7 +10,7 @@ Multi-valued dimensions: a case mentioning two substances counts under each, so 
 substance (or substance group) sum to more than the number of cases. Cases merged as duplicates
 (status ``duplicate``) are not counted: they are the same event as the case they were merged into.
 Each row also carries the sum of its cases' record keys (``key_sum``), so disclosure control can
-perturb any aggregate consistently (``dr_panel.trends.disclosure``).
+perturb any aggregate consistently (``dr_panel.privacy.disclosure``).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 from flask.cli import with_appcontext
@@ -37,6 +37,9 @@ from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
 from dr_panel.reference.models import ONS_CODE_RE, Area
 from dr_panel.trends.models import Population
+
+if TYPE_CHECKING:
+    from dr_panel.auth.models import User
 
 log = logging.getLogger("dr_panel.trends")
 
@@ -266,7 +269,7 @@ def _completeness(rows: list[PopulationRow], areas: dict[str, Area]) -> list[Pro
 def import_csv(
     stream: IO[Any],
     *,
-    by: Any,
+    by: User | None,
     source: str,
     allowed_areas: Iterable[str] | None = None,
     progress: Progress | None = None,

@@ -16,7 +16,7 @@ year's rate uses its mid-year population and a pooled 3-year rate divides by the
 populations summed. The population matches the row: its areas, and its sex and age band when
 the table is broken down by them. Age-standardised rates leave out events of unknown age.
 
-Disclosure control (``dr_panel.trends.disclosure``) for everyone who is not ``exact_for`` the
+Disclosure control (``dr_panel.privacy.disclosure``) for everyone who is not ``exact_for`` the
 figures (leads above all):
 
 - **A fixed grid of periods.** Totals over arbitrary runs of months could be subtracted from one
@@ -40,8 +40,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
+from functools import partial
 from itertools import product
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
@@ -57,9 +58,10 @@ from dr_panel.cases.models import (
 )
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
+from dr_panel.privacy import disclosure
+from dr_panel.privacy.disclosure import Shown
 from dr_panel.reference.models import Area
-from dr_panel.trends import disclosure, stats
-from dr_panel.trends.disclosure import Shown
+from dr_panel.trends import stats
 from dr_panel.trends.models import (
     DIMENSIONS,
     NO_SUBSTANCE,
@@ -68,6 +70,9 @@ from dr_panel.trends.models import (
     Population,
     TrendCount,
 )
+
+if TYPE_CHECKING:
+    from dr_panel.auth.models import User
 
 MEASURES = ("count", "rate", "dsr")
 KEY_DIMENSIONS = ("period", "area", "case_type")
@@ -297,7 +302,7 @@ def default_range(today: date | None = None) -> tuple[date, date]:
 
 
 def parse_query(
-    args: Mapping[str, Any], *, user: Any = None
+    args: Mapping[str, Any], *, user: User | None = None
 ) -> tuple[TrendQuery, dict[str, str]]:
     """Validate URL parameters into a query. Errors are keyed by parameter name, each saying
     what is wrong and how to fix it; with errors, the query returned is the nearest valid one
@@ -511,7 +516,7 @@ class _Populations:
         return total, missing
 
 
-def scope_areas(query: TrendQuery, user: Any) -> list[Area]:
+def scope_areas(query: TrendQuery, user: User) -> list[Area]:
     """The areas a figure covers: the ones asked for, all of which must be the user's, or every
     area of the user's grants."""
     mine = sorted(user.areas, key=lambda a: a.name)
@@ -537,7 +542,7 @@ def grid_range(grain: str, first: int, last: int) -> tuple[int, int]:
 Cell = tuple[int, int]  # (count, key sum)
 
 
-def run(query: TrendQuery, user: Any) -> TrendTable:
+def run(query: TrendQuery, user: User) -> TrendTable:
     """The table, protected for whoever asks: exact counts only for ``exact_for``; everyone else
     gets periods on the fixed grid, ``Shown`` counts perturbed by their cell keys, and rates and
     percentages from the shown counts; the total is a cell of its own."""
@@ -626,7 +631,7 @@ def run(query: TrendQuery, user: Any) -> TrendTable:
         elif d == "case_type":
             domains.append([query.case_type] if query.case_type else ["death", "nfo"])
         else:
-            domains.append(sorted(seen[d], key=lambda v, d=d: _sort_key(d, v)))
+            domains.append(sorted(seen[d], key=partial(_sort_key, d)))
     period_by_code = {p.code: p for p in periods}
     all_months = tuple(range(data_first, data_last + 1)) if not with_period else ()
     pops = None

@@ -10,7 +10,7 @@ from flask import Flask
 
 from dr_panel.alerts import broadcast
 from dr_panel.alerts.models import Channel
-from dr_panel.api.services import create_token
+from dr_panel.auth.tokens import create_token
 from dr_panel.extensions import db
 from tests.alerts.support import make_alert, make_subscriber
 

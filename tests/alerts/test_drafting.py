@@ -29,10 +29,10 @@ from dr_panel.alerts.models import (
 )
 from dr_panel.audit.models import AuditEntry
 from dr_panel.auth.models import Role
-from dr_panel.cases import identity as ident
 from dr_panel.cases.models import Person
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
+from dr_panel.privacy import identity as ident
 from tests.alerts.drafting_helpers import (
     CAP_NS,
     CLEAN,

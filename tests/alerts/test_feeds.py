@@ -12,9 +12,9 @@ from sqlalchemy import select
 
 from dr_panel.alerts import drafting as dr
 from dr_panel.alerts.models import AlertVersion, Scope
-from dr_panel.api.services import create_token, revoke_token
 from dr_panel.audit.models import AuditEntry
 from dr_panel.auth.models import Role
+from dr_panel.auth.tokens import create_token, revoke_token
 from dr_panel.extensions import db
 from tests.alerts.drafting_helpers import CLEAN, draft_input, drafted, issued, valid_cap
 

@@ -13,11 +13,11 @@ from flask import Flask
 from sqlalchemy import select
 
 from dr_panel.alerts import leakgate
-from dr_panel.cases import identity as ident
 from dr_panel.cases.models import Person
 from dr_panel.cli import main
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
+from dr_panel.privacy import identity as ident
 from dr_panel.privacy.models import PersonToken
 from dr_panel.privacy.tokens import person_tokens
 

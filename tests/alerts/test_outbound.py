@@ -98,7 +98,7 @@ def strict(app: Flask, app_factory: Any) -> Iterator[Flask]:
 
 @pytest.fixture
 def bearer(app: Flask) -> Any:
-    from dr_panel.api.services import create_token
+    from dr_panel.auth.tokens import create_token
 
     def make(user: Any) -> dict[str, str]:
         _, plaintext = create_token(user, "test", by=user)

@@ -16,10 +16,10 @@ from dr_panel.alerts.models import Signal, SignalKind, SignalMethod
 from dr_panel.audit.models import AuditEntry
 from dr_panel.auth.models import Role
 from dr_panel.cases import services
-from dr_panel.cases.identity import keys
 from dr_panel.cases.models import Case, CaseStatus
 from dr_panel.cli import main
 from dr_panel.extensions import db
+from dr_panel.privacy.identity import keys
 from dr_panel.reference.models import Area
 from dr_panel.reviews.findings import LearningPoint, Theme
 from dr_panel.trends.models import DailyCount

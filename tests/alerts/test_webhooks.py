@@ -13,6 +13,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import select, update
 
+from dr_panel import retry
 from dr_panel.alerts import broadcast, webhooks
 from dr_panel.alerts import subscribers as subs
 from dr_panel.alerts.models import Channel, Delivery, DeliveryStatus, Subscriber
@@ -204,13 +205,14 @@ def test_rotation_signs_with_both_secrets_during_the_overlap(
     receiver.secrets["/old"] = [new]
 
 
-def test_retry_delay_is_full_jitter_capped() -> None:
+def test_retry_delay_is_full_jitter_capped(app: Flask) -> None:
+    webhook = retry.schedule("webhook")
     for attempts in (1, 2, 5):
         ceiling = 30 * 2 ** (attempts - 1)
-        delays = [broadcast.retry_delay(attempts, 30, 6 * 3600) for _ in range(50)]
+        delays = [webhook.delay(attempts) for _ in range(50)]
         assert all(timedelta(0) <= d <= timedelta(seconds=ceiling) for d in delays)
         assert len(set(delays)) > 1
-    capped = [broadcast.retry_delay(30, 30, 6 * 3600) for _ in range(50)]
+    capped = [webhook.delay(30) for _ in range(50)]
     assert max(capped) <= timedelta(hours=6)
 
 

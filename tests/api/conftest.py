@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from dr_panel.api.services import create_token
 from dr_panel.auth.models import User
+from dr_panel.auth.tokens import create_token
 from dr_panel.cases.models import Case
 from dr_panel.cases.services import Lookups, create_notification, parse_notification
 from dr_panel.dbtypes import utcnow

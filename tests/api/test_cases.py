@@ -13,9 +13,9 @@ from sqlalchemy import func, select
 
 from dr_panel.audit.models import AuditEntry, Outcome
 from dr_panel.auth.models import Role
-from dr_panel.cases.identity import age_on
 from dr_panel.cases.models import Case, Person, age_band
 from dr_panel.extensions import db
+from dr_panel.privacy.identity import age_on
 from tests.api.conftest import ADDRESS, DOB, NAME, NHS, POSTCODE, days_ago, notification
 
 IDENTIFYING = [NAME, "O'Brien", "O\\u0027Brien", NHS, "999 000 0034", ADDRESS, POSTCODE, DOB]
@@ -272,6 +272,46 @@ def test_list_filters(client: Any, create_user: Any, bearer: Any, create_case: A
     assert found("substance=cocaine") == []
 
 
+def test_q_finds_cases_by_their_reference_as_the_list_page_does(
+    client: Any, coordinator: Any, bearer: Any, create_case: Any
+) -> None:
+    first = create_case(coordinator, event_date=days_ago(9))
+    second = create_case(coordinator, full_name="Other Person", event_date=days_ago(3))
+    headers = bearer(coordinator)
+
+    def found(q: str) -> list[str]:
+        response = client.get("/api/v1/cases", query_string={"q": q}, headers=headers)
+        assert response.status_code == 200, response.data
+        return [i["uuid"] for i in response.get_json()["items"]]
+
+    assert found(first.reference) == [str(first.uuid)]
+    assert found(f"  {first.reference.lower()} ") == [str(first.uuid)]  # as typed on the page
+    prefix = first.reference[:-1]  # NFO-2026-000: both
+    assert second.reference.startswith(prefix)
+    assert found(prefix) == [str(second.uuid), str(first.uuid)]
+    assert found("NFO-1999") == []
+    assert found("_") == [] and found("%") == []  # wildcards are plain characters
+
+
+def test_q_does_not_find_or_betray_a_reference_in_another_area(
+    client: Any, create_user: Any, bearer: Any, create_case: Any
+) -> None:
+    owner = create_user(Role.COORDINATOR, areas=("E06000008",))
+    hidden = create_case(owner, area="E06000008")
+    outsider = create_user(Role.COORDINATOR, areas=("E06000009",))
+    headers = bearer(outsider)
+    probe = client.get("/api/v1/cases", query_string={"q": hidden.reference}, headers=headers)
+    nothing = client.get("/api/v1/cases", query_string={"q": "NFO-1900-99"}, headers=headers)
+    assert probe.status_code == nothing.status_code == 200
+    assert probe.get_json() == nothing.get_json()  # the same answer as no such reference
+    assert probe.get_json()["items"] == [] and probe.get_json()["total"] == 0
+    assert hidden.reference.encode() not in probe.data
+    assert str(hidden.uuid).encode() not in probe.data
+    # The owner, in their area, finds it.
+    mine = client.get("/api/v1/cases", query_string={"q": hidden.reference}, headers=bearer(owner))
+    assert [i["uuid"] for i in mine.get_json()["items"]] == [str(hidden.uuid)]
+
+
 @pytest.mark.parametrize(
     "query,field",
     [
@@ -295,6 +335,9 @@ def test_list_filters(client: Any, create_user: Any, bearer: Any, create_case: A
         ("per_page=0", "per_page"),
         ("type=nfo&type=death", "type"),
         ("sinse=2026-01-01", "sinse"),  # a typo is refused, not ignored
+        ("q=" + "N" * 41, "q"),
+        ("q=NFO%00", "q"),
+        ("q=NFO&q=DRD", "q"),
     ],
 )
 def test_bad_list_parameters_are_a_400_problem(
@@ -413,7 +456,7 @@ def test_lead_cannot_reveal_403_and_it_is_audited(
     assert_pseudonymised(response.data)
     entry = last_entry()
     assert entry.action == "access.denied" and entry.outcome == Outcome.DENIED
-    assert entry.actor_uuid == lead.uuid and '"api.get_case"' in entry.details
+    assert entry.actor_uuid == lead.uuid and '"api.cases.get_case"' in entry.details
     assert last_entry("case.reveal") is None
 
 

@@ -11,10 +11,10 @@ import pyotp
 import pytest
 from sqlalchemy import func, select
 
-from dr_panel.api.services import TokenError, create_token, renew_token
 from dr_panel.audit.models import AuditEntry
 from dr_panel.auth import services as accounts
 from dr_panel.auth.models import ApiToken, Role, User
+from dr_panel.auth.tokens import TokenError, create_token, renew_token
 from dr_panel.cli import main
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text
 
-from dr_panel.api.services import TokenError, create_token, find_token, revoke_token
 from dr_panel.audit.models import AuditEntry
 from dr_panel.auth import services as accounts
 from dr_panel.auth.models import ApiToken, Role
+from dr_panel.auth.tokens import TokenError, create_token, find_token, revoke_token
 from dr_panel.cli import main
 from dr_panel.crypto import hash_token
 from dr_panel.extensions import db

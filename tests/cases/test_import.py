@@ -15,13 +15,13 @@ from dr_panel import counters
 from dr_panel.audit.models import AuditEntry, Outcome
 from dr_panel.auth.models import Role
 from dr_panel.cases import bulk, imports, services
-from dr_panel.cases import identity as ident
 from dr_panel.cases.bulk import FileRefused, Importer, Mode, Problem, import_csv
 from dr_panel.cases.models import Case, MatchStatus, Person, RetiredReference, case_substances
 from dr_panel.cases.services import reference_key
 from dr_panel.cli import main
 from dr_panel.counters import Counter
 from dr_panel.extensions import db
+from dr_panel.privacy import identity as ident
 from dr_panel.reference.models import Area
 
 # Made-up people; NHS numbers from the 999 test range, valid check digits.

@@ -14,12 +14,12 @@ from sqlalchemy import select, text
 from dr_panel import counters
 from dr_panel.audit.models import AuditEntry, Outcome
 from dr_panel.auth.models import Role
-from dr_panel.cases import identity as ident
 from dr_panel.cases import services
 from dr_panel.cases.models import Case, MatchStatus, Person
 from dr_panel.crypto import DecryptionError
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
+from dr_panel.privacy import identity as ident
 
 PEOPLE = [
     # full name, dob, NHS number (999 test range, valid), postcode

@@ -25,12 +25,14 @@ from flask import Flask
 from sqlalchemy import select, text
 
 from config import load_config
+from dr_panel import retry
 from dr_panel.cli import main
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
 from dr_panel.mail import services as mail
 from dr_panel.mail.cli import mail as mail_group
 from dr_panel.mail.models import OutboxMessage
+from dr_panel.mail.worker import running_worker
 from dr_panel.security import public
 
 TO = "coordinator1@example.org"
@@ -135,7 +137,7 @@ def smtp_app(app_factory: Callable[..., Flask], smtp_server: SmtpServer) -> Iter
     _test_routes(app)
     with app.app_context():
         yield app
-    worker = mail._state(app).worker
+    worker = running_worker(app)
     if worker is not None:
         worker.stop()
 
@@ -239,8 +241,8 @@ def test_server_down_then_back_delivers_exactly_once(
     assert row.sent_at is not None and row.attempts == 1
 
 
-def test_backoff_grows_then_caps_at_two_hours() -> None:
-    minutes = [mail.backoff(n).total_seconds() / 60 for n in (1, 2, 3, 4, 9)]
+def test_backoff_grows_then_caps_at_two_hours(app: Flask) -> None:
+    minutes = [retry.schedule("mail").delay(n).total_seconds() / 60 for n in (1, 2, 3, 4, 9)]
     for got, base in zip(minutes, (1, 5, 25, 120, 120), strict=True):
         assert base <= got <= base * 1.1
 

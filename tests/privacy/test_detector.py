@@ -17,11 +17,11 @@ from sqlalchemy import func, select
 from dr_panel.alerts import leakgate
 from dr_panel.auth.models import Role
 from dr_panel.cases import bulk, services
-from dr_panel.cases import identity as ident
 from dr_panel.cases.models import Person
 from dr_panel.extensions import db
 from dr_panel.mail import services as mail
 from dr_panel.privacy import detector
+from dr_panel.privacy import identity as ident
 from dr_panel.privacy.models import PersonToken
 from dr_panel.privacy.normalise import normalise
 from dr_panel.privacy.tokens import person_tokens

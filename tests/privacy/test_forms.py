@@ -18,14 +18,14 @@ from sqlalchemy import event, select
 
 from dr_panel.alerts import reports as rep
 from dr_panel.alerts.models import DrugReport
-from dr_panel.api.services import create_token
 from dr_panel.audit.models import AuditEntry
 from dr_panel.auth.models import Role, User
+from dr_panel.auth.tokens import create_token
 from dr_panel.cases import services as cases
+from dr_panel.cases import visibility
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
 from dr_panel.mail.models import OutboxMessage
-from dr_panel.privacy import visibility
 
 HOME = "E06000009"  # the stored person's cases are here
 OTHER = "E06000008"

@@ -14,14 +14,14 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from dr_panel.api.services import create_token
 from dr_panel.audit.models import AuditEntry, Outcome
 from dr_panel.auth.models import Role, User
+from dr_panel.auth.tokens import create_token
+from dr_panel.cases import reasons
 from dr_panel.cases import services as cases
 from dr_panel.cases.models import Case
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
-from dr_panel.privacy import reasons
 
 HOME, OTHER = "E06000009", "E06000008"
 NAME, NHS = "Marigold Thistlewaite", "9990000018"

@@ -15,13 +15,13 @@ from dr_panel.alerts.models import DrugReport, ItemStatus
 from dr_panel.alerts.reports import ReportInput, content_of, file_report
 from dr_panel.audit.models import AuditEntry
 from dr_panel.auth.models import Role
-from dr_panel.cases import identity as ident
 from dr_panel.cases import services as case_services
 from dr_panel.cases.models import Case, CaseEvent, Person
 from dr_panel.cli import main
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
 from dr_panel.mail.models import OutboxMessage
+from dr_panel.privacy import identity as ident
 from dr_panel.retention import services as retention
 from dr_panel.retention.schedule import RecordKind
 from tests.retention.support import (

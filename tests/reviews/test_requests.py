@@ -15,6 +15,7 @@ from dr_panel.cases import workflow
 from dr_panel.cases.models import CaseStatus
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
+from dr_panel.mail.models import OutboxMessage
 from dr_panel.reference.models import Agency
 from dr_panel.reviews import services
 from dr_panel.reviews.models import InfoRequest, RequestStatus
@@ -38,7 +39,7 @@ def agency(code: str) -> Agency:
     return db.session.scalars(db.select(Agency).where(Agency.code == code)).one()
 
 
-def ask(case: Any, coordinator: Any, *codes: str, days: int = 14) -> list[InfoRequest]:
+def ask(case: Any, coordinator: Any, *codes: str, days: int = 14) -> services.Sent:
     made = services.send_requests(
         case,
         [agency(c) for c in codes],
@@ -238,8 +239,6 @@ def test_the_contributors_home_page_lists_what_is_waiting(
 def test_asking_e_mails_the_agency_a_link_and_chasing_repeats_it_once_a_day(
     app: Any, case: Any, coordinator: Any, create_user: Any, login: Any
 ) -> None:
-    from dr_panel.mail.models import OutboxMessage
-
     contributor = create_user(Role.AGENCY_CONTRIBUTOR, agency="TREATMENT")
     create_user(Role.AGENCY_CONTRIBUTOR, agency="TREATMENT", areas=("E06000008",))  # not here
     client = app.test_client()
@@ -277,3 +276,36 @@ def test_asking_e_mails_the_agency_a_link_and_chasing_repeats_it_once_a_day(
     ).all()
     assert [m.to_address for m in chases] == [contributor.email]
     assert "overdue" in chases[0].subject
+
+
+def test_the_service_itself_e_mails_the_agencies_so_no_door_can_forget(
+    case: Any, coordinator: Any, create_user: Any
+) -> None:
+    """The page, the API and any later door (a bulk tool, a command) only call send_requests:
+    the e-mails, and the agencies nobody could be e-mailed at, come from the service."""
+    contributor = create_user(Role.AGENCY_CONTRIBUTOR, agency="TREATMENT")
+    create_user(Role.AGENCY_CONTRIBUTOR, agency="POLICE", areas=("E06000008",))  # not here
+    sent = ask(case, coordinator, "TREATMENT", "POLICE")
+    assert sorted(r.agency.code for r in sent) == ["POLICE", "TREATMENT"]
+    assert [a.code for a in sent.unreachable] == ["POLICE"]
+    mails = db.session.scalars(db.select(OutboxMessage)).all()
+    assert [(m.to_address, m.kind) for m in mails] == [(contributor.email, "request")]
+    (treatment,) = [r for r in sent if r.agency.code == "TREATMENT"]
+    assert f"/requests/{treatment.uuid}/answer" in mails[0].body_text
+    for secret in ("Siân", "Brien", "9990000018", "999 000 0018", "naloxone kit"):
+        assert secret not in mails[0].body_text and secret not in mails[0].subject
+
+
+def test_a_refused_send_queues_no_e_mail(case: Any, coordinator: Any, create_user: Any) -> None:
+    create_user(Role.AGENCY_CONTRIBUTOR, agency="TREATMENT")
+    ask(case, coordinator, "POLICE")
+    with pytest.raises(services.RequestError, match="Already asked"):
+        services.send_requests(
+            case,
+            [agency("TREATMENT"), agency("POLICE")],
+            due_on=utcnow().date() + timedelta(days=7),
+            note=None,
+            by=coordinator,
+        )
+    db.session.rollback()
+    assert db.session.scalars(db.select(OutboxMessage)).all() == []

@@ -81,7 +81,7 @@ def test_a_failing_job_is_retried_later_and_logged_without_its_message(
     assert lease.last_error == "ValueError" and lease.done_period is None
     assert "spike-scan" not in runtime.run_due(app, MORNING + timedelta(minutes=4), holder="a")
     monkeypatch.setattr(runtime, "schedule", real)
-    assert "spike-scan" in runtime.run_due(app, MORNING + jobs.RETRY + timedelta(seconds=1),
+    assert "spike-scan" in runtime.run_due(app, MORNING + jobs.retry_after() + timedelta(seconds=1),
                                            holder="a")
 
 

@@ -267,9 +267,9 @@ def _ready(port: int, process: subprocess.Popen[bytes]) -> bool:
 def _seed(app: Any) -> dict[str, Any]:
     """Reference data and the people the test acts as, made through the services (each with a
     second factor, as production requires), plus API tokens."""
-    from dr_panel.api.services import create_token
     from dr_panel.auth import services as accounts
     from dr_panel.auth.models import Role
+    from dr_panel.auth.tokens import create_token
     from dr_panel.dbtypes import utcnow
     from dr_panel.extensions import db
     from tests.conftest import _seed_reference

@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 
 from dr_panel.cases.models import Case, CaseStatus, CaseType
 from dr_panel.extensions import db
+from dr_panel.privacy import disclosure
 from dr_panel.reference.models import Area
-from dr_panel.trends import disclosure
 
 
 def cell(

@@ -1,6 +1,6 @@
 """Attacks on the trend figures a lead sees, as a lead would run them (issue 11, defect 2).
 
-The lead knows the published method (``dr_panel.trends.disclosure``: how counts are perturbed,
+The lead knows the published method (``dr_panel.privacy.disclosure``: how counts are perturbed,
 at most how far, and the rounding and suppression on top), the population estimates (they are
 public) and the European Standard Population; they do not know the cases' record keys. Each
 attack collects every figure the lead can get and asks whether any hidden count (anything but
@@ -25,8 +25,9 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from dr_panel.auth.models import Role
 from dr_panel.cases.models import AGE_BANDS
 from dr_panel.extensions import db
+from dr_panel.privacy import disclosure
 from dr_panel.reference.models import Area
-from dr_panel.trends import disclosure, queries, stats
+from dr_panel.trends import queries, stats
 from dr_panel.trends.queries import GRAINS, parse_query, run
 from tests.trends import t2_data
 

@@ -16,9 +16,9 @@ from sqlalchemy import select
 from dr_panel.audit.models import AuditEntry
 from dr_panel.auth.models import Role
 from dr_panel.extensions import db
+from dr_panel.privacy.disclosure import shown_count
 from dr_panel.reference.models import Area
 from dr_panel.trends import charts
-from dr_panel.trends.disclosure import shown_count
 from dr_panel.trends.models import Population
 from dr_panel.trends.queries import TrendRow, TrendTable
 from tests.trends import protection

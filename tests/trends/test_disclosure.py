@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from dr_panel.auth.models import Role
-from dr_panel.trends import disclosure
-from dr_panel.trends.disclosure import shown_count
+from dr_panel.privacy import disclosure
+from dr_panel.privacy.disclosure import shown_count
 
 
 @pytest.mark.parametrize(

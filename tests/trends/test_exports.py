@@ -166,7 +166,7 @@ def test_neutralise(raw: Any, expected: Any) -> None:
 
 
 def test_writers_neutralise_every_text_cell() -> None:
-    frame = pd.DataFrame({"=col": ["@x", "ok"], "n": [-3, 4]})
+    frame = exports.Sheet(["=col", "n"], [["@x", -3], ["ok", 4]])
     meta = [("-item", "+value")]
     book = load_workbook(io.BytesIO(exports.write_xlsx(frame, meta)))
     assert [c.value for c in book["Data"][1]] == ["'=col", "n"]

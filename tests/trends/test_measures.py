@@ -15,10 +15,11 @@ from dr_panel.auth.models import Role
 from dr_panel.cases import workflow
 from dr_panel.dbtypes import utcnow
 from dr_panel.extensions import db
+from dr_panel.privacy import disclosure
 from dr_panel.reference.models import Agency
 from dr_panel.reviews import actions as act
 from dr_panel.reviews import findings as fd
-from dr_panel.trends import disclosure, queries
+from dr_panel.trends import queries
 from dr_panel.trends.measures import measures_panel
 from tests.trends.t3_data import make_case, make_cases, varied
 

@@ -2,8 +2,8 @@
 
 A reason is written to the append-only audit log, where it stays for good: nothing can take an
 NHS number or a name back out of it. So it is checked with the identifier detector first
-(``dr_panel.alerts.leakgate.check_fields``) under the forms' rule
-(``dr_panel.privacy.visibility.split_findings``):
+(``dr_panel.privacy.detector.detect``) under the forms' rule
+(``dr_panel.cases.visibility.split_findings``):
 
 - anything shaped like an identifier (NHS-number-like digits, a date that may be a date of birth,
   a postcode, an address, a phone number, an e-mail address), or the name of a person the user
@@ -21,9 +21,15 @@ no key.
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dr_panel.privacy.visibility import split_findings
+from dr_panel.audit.models import Outcome
+from dr_panel.audit.services import record
+from dr_panel.cases.visibility import split_findings
+from dr_panel.privacy.detector import detect, find_patterns
+
+if TYPE_CHECKING:
+    from dr_panel.auth.models import User
 
 REFUSED = "Say why you need to see who this is, without naming or numbering anyone."
 REMOVED = "[words removed]"
@@ -38,16 +44,14 @@ class ReasonRefused(ValueError):
         self.kinds = kinds
 
 
-def checked_reason(reason: str, *, user: Any, today: date | None = None) -> str:
+def checked_reason(reason: str, *, user: User, today: date | None = None) -> str:
     """The reason as it may be stored, or ``ReasonRefused``. The detector runs in full for every
     reason, so a reason naming someone held takes as long as one naming no one."""
-    from dr_panel.alerts import leakgate
-
     text = (reason or "").strip()
     if not text:
         return text
-    shown, held = split_findings(leakgate.check_fields({"reason": text}, today=today), user)
-    shown += leakgate.find_patterns(text, "reason", today=today)
+    shown, held = split_findings(detect({"reason": text}, today=today), user)
+    shown += find_patterns(text, "reason", today=today)
     if shown:
         raise ReasonRefused(sorted({f.kind for f in shown}))
     spans: list[list[int]] = []
@@ -62,15 +66,12 @@ def checked_reason(reason: str, *, user: Any, today: date | None = None) -> str:
 
 
 def reason_for_audit(
-    reason: str, *, by: Any, action: str, object_type: str, object_uuid: Any,
+    reason: str, *, by: User, action: str, object_type: str, object_uuid: Any,
     details: dict[str, Any],
 ) -> str:
     """The reason as the audit entry of ``action`` may carry it, or ``ReasonRefused`` after a
     refusal entry of that action (the kinds found, never the text) is added to the caller's
     transaction. One rule for every page that asks why (reveal, subject access)."""
-    from dr_panel.audit.models import Outcome
-    from dr_panel.audit.services import record
-
     try:
         return checked_reason(reason, user=by)
     except ReasonRefused as refused:

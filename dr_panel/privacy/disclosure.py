@@ -35,9 +35,14 @@ import math
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from flask import current_app
+
+from dr_panel.roles import Role
+
+if TYPE_CHECKING:
+    from dr_panel.auth.models import User
 
 SUPPRESSED = "*"
 KEY_SPACE = 256  # record keys and cell keys are 0..255
@@ -253,11 +258,10 @@ def note(exact: bool) -> str:
     )
 
 
-def exact_for(user: Any, area_ids: Iterable[int]) -> bool:
+def exact_for(user: User, area_ids: Iterable[int]) -> bool:
     """Exact counts only for a coordinator whose own areas cover every area in the figure.
     Leads (and every other role) never get them."""
-    role = getattr(getattr(user, "role", None), "value", getattr(user, "role", None))
-    if role != "coordinator":
+    if user.role is not Role.COORDINATOR:
         return False
     wanted = set(area_ids)
     return bool(wanted) and wanted <= set(user.area_ids)

@@ -13,9 +13,9 @@ from collections.abc import Callable
 
 from sqlalchemy import exists, func, insert, or_, select
 
-from dr_panel.cases import identity as ident
 from dr_panel.crypto import DecryptionError
 from dr_panel.extensions import db
+from dr_panel.privacy import identity as ident
 from dr_panel.privacy import tokens as tk
 
 

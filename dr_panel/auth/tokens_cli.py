@@ -9,8 +9,8 @@ from __future__ import annotations
 import click
 from flask.cli import with_appcontext
 
-from dr_panel.api import services as api
 from dr_panel.auth import services as accounts
+from dr_panel.auth import tokens as api_tokens
 from dr_panel.auth.models import User
 from dr_panel.extensions import db
 
@@ -50,8 +50,8 @@ def tokens_create(email: str, name: str) -> None:
     """Create an API token for the account EMAIL and print it, once."""
     user = _user(email)
     try:
-        token, plaintext = api.create_token(user, name, by=None)
-    except api.TokenError as err:
+        token, plaintext = api_tokens.create_token(user, name, by=None)
+    except api_tokens.TokenError as err:
         _fail(str(err))
     db.session.commit()
     click.echo(
@@ -69,7 +69,7 @@ def tokens_create(email: str, name: str) -> None:
 def tokens_list(email: str) -> None:
     """List the API tokens of the account EMAIL (never the tokens themselves)."""
     user = _user(email)
-    found = api.tokens_of(user)
+    found = api_tokens.tokens_of(user)
     if not found:
         click.echo(f"{user.email} has no API tokens.")
         return
@@ -78,7 +78,7 @@ def tokens_list(email: str) -> None:
     )
     for t in found:
         click.echo(
-            f"{api.TOKEN_PREFIX + t.prefix:16} {_when(t.created_at):20} "
+            f"{api_tokens.TOKEN_PREFIX + t.prefix:16} {_when(t.created_at):20} "
             f"{_when(t.last_used_at):20} {_when(t.expires_at):20} {_when(t.revoked_at):20} "
             f"{t.name}"
         )
@@ -92,9 +92,11 @@ def tokens_revoke(email: str, prefix: str) -> None:
     """Revoke the token of EMAIL that starts with PREFIX (as 'tokens list' shows it)."""
     user = _user(email)
     try:
-        token = api.find_token(user, prefix)
-        api.revoke_token(token, by=None)
-    except api.TokenError as err:
+        token = api_tokens.find_token(user, prefix)
+        api_tokens.revoke_token(token, by=None)
+    except api_tokens.TokenError as err:
         _fail(str(err))
     db.session.commit()
-    click.echo(f"Revoked {api.TOKEN_PREFIX}{token.prefix}… ('{token.name}') of {user.email}.")
+    click.echo(
+        f"Revoked {api_tokens.TOKEN_PREFIX}{token.prefix}… ('{token.name}') of {user.email}."
+    )

@@ -17,13 +17,14 @@ it would have been found for that one alone.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TypeGuard
 
 from sqlalchemy import select
 
-from dr_panel.auth.models import Role
+from dr_panel.auth.models import User
 from dr_panel.extensions import db
 from dr_panel.privacy.detector import Span
+from dr_panel.roles import Role
 
 # The roles that see people's cases at all (``Case.can_view``); the others never see a match.
 CASE_ROLES = frozenset({Role.COORDINATOR, Role.PANEL_MEMBER})
@@ -40,7 +41,8 @@ def person_ids_of(finding: Span) -> frozenset[int]:
     return finding.person_ids
 
 
-def _may_see_cases(user: Any) -> bool:
+def _may_see_cases(user: User | None) -> TypeGuard[User]:
+    """Flask-Login's anonymous user counts as the public, as None does."""
     return (
         user is not None
         and bool(getattr(user, "is_authenticated", False))
@@ -49,7 +51,7 @@ def _may_see_cases(user: Any) -> bool:
     )
 
 
-def visible_people(user: Any, person_ids: Iterable[int]) -> frozenset[int]:
+def visible_people(user: User | None, person_ids: Iterable[int]) -> frozenset[int]:
     """Those of ``person_ids`` with a case in one of ``user``'s areas, for a role that sees
     cases. One query, run even when there is no one to look for, so that a form with a stored
     match takes no longer than one without."""
@@ -66,14 +68,14 @@ def visible_people(user: Any, person_ids: Iterable[int]) -> frozenset[int]:
     return frozenset(rows)
 
 
-def may_see_person(user: Any, person_id: int) -> bool:
+def may_see_person(user: User | None, person_id: int) -> bool:
     """May ``user`` learn that this person is held? Only if they may see one of their cases.
     ``user`` None is the public."""
     return person_id in visible_people(user, [person_id])
 
 
 def split_findings(
-    findings: Iterable[Span], user: Any
+    findings: Iterable[Span], user: User | None
 ) -> tuple[list[Span], list[Span]]:
     """``(shown, held)``: patterns and the stored matches ``user`` may see are shown; every other
     stored match is held, never to be shown to ``user`` nor to change what they see."""

@@ -20,10 +20,11 @@ from __future__ import annotations
 import enum
 import inspect
 import typing
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import date
 from typing import Annotated, Any, ClassVar
 
+from annotated_types import GroupedMetadata
 from flask import Response, current_app, jsonify, request
 from flask_login import current_user
 from flask_openapi3 import APIBlueprint, Tag
@@ -33,11 +34,13 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
     Strict,
     ValidationError,
     WithJsonSchema,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import CoreSchema, PydanticCustomError
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 from dr_panel.auth.models import User
@@ -146,6 +149,43 @@ class Fix:
         self.text = text
 
 
+class Checks(GroupedMetadata):
+    """A field type's checks, written once beside its plain type: ``Annotated[str, Text(80)]``
+    is a ``str`` to mypy, and pydantic reads the checks, the sentences and the codes' source
+    (``Fix``, ``CodesOf``) as if they had been written into the ``Annotated`` one by one."""
+
+    def __init__(self, *items: Any) -> None:
+        self.items = items
+
+    def __iter__(self) -> Iterator[Any]:
+        for item in self.items:
+            yield from (item if isinstance(item, Checks) else (item,))
+
+
+class StrictItems:
+    """A list's items are strict strings (and, given ``codes``, the document lists them), as
+    ``list[Annotated[str, Strict(), ...]]`` would say, for a list whose type is ``list[str]``."""
+
+    def __init__(self, codes: Sequence[str] | None = None) -> None:
+        self.codes = None if codes is None else list(codes)
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler
+                                     ) -> CoreSchema:
+        schema = handler(source)
+        items = schema.get("items_schema")
+        if items is None or items.get("type") != "str":
+            raise TypeError("StrictItems is for a list[str]")
+        items["strict"] = True
+        return schema
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler
+                                     ) -> dict[str, Any]:
+        shown = handler(schema)
+        if self.codes is not None:
+            shown["items"] = {"type": "string", "enum": self.codes}
+        return shown
+
+
 def _storable(newlines: bool) -> Callable[[str], str]:
     def check(value: str) -> str:
         if not storable(value, newlines=newlines):
@@ -155,19 +195,19 @@ def _storable(newlines: bool) -> Callable[[str], str]:
     return check
 
 
-def Text(max_length: int, *, newlines: bool = True, fix: str = "give a string, or null.") -> Any:  # noqa: N802
-    """Text of at most ``max_length`` characters, without control characters."""
-    return Annotated[
-        str, Strict(), Field(max_length=max_length), AfterValidator(_storable(newlines)), Fix(fix)
-    ]
+def Text(max_length: int, *, newlines: bool = True,  # noqa: N802
+         fix: str = "give a string, or null.") -> Checks:
+    """Text (``str``) of at most ``max_length`` characters, without control characters."""
+    return Checks(
+        Strict(), Field(max_length=max_length), AfterValidator(_storable(newlines)), Fix(fix)
+    )
 
 
-def Whole(low: int, high: int, *, fix: str | None = None) -> Any:  # noqa: N802
-    """A whole number from ``low`` to ``high`` (``true`` is not one)."""
-    return Annotated[
-        int, Strict(), Field(ge=low, le=high),
-        Fix(fix or f"give a whole number from {low} to {high}."),
-    ]
+def Whole(low: int, high: int, *, fix: str | None = None) -> Checks:  # noqa: N802
+    """A whole number (``int``) from ``low`` to ``high`` (``true`` is not one)."""
+    return Checks(
+        Strict(), Field(ge=low, le=high), Fix(fix or f"give a whole number from {low} to {high}.")
+    )
 
 
 def _plain(number: float) -> str:
@@ -175,12 +215,12 @@ def _plain(number: float) -> str:
     return f"{number:.6f}".rstrip("0").rstrip(".")
 
 
-def Number(low: float, high: float) -> Any:  # noqa: N802
-    """A finite number from ``low`` to ``high`` (whole or not, never ``true``)."""
-    return Annotated[
-        float, Strict(), Field(ge=low, le=high, allow_inf_nan=False),
+def Number(low: float, high: float) -> Checks:  # noqa: N802
+    """A finite number (``float``) from ``low`` to ``high`` (whole or not, never ``true``)."""
+    return Checks(
+        Strict(), Field(ge=low, le=high, allow_inf_nan=False),
         Fix(f"give a number from {_plain(low)} to {_plain(high)}."),
-    ]
+    )
 
 
 def parse_iso_date(raw: Any) -> date:
@@ -203,24 +243,23 @@ IsoDate = Annotated[
 Flag = Annotated[bool, Strict(), Fix("give true or false.")]
 
 
-def Version(minimum: int = 1) -> Any:  # noqa: N802
-    """The record's version as the client was last given it (optimistic locking)."""
-    return Annotated[
-        int, Strict(), Field(ge=minimum, le=VERSION_MAX),
+def Version(minimum: int = 1) -> Checks:  # noqa: N802
+    """The record's version (``int``) as the client was last given it (optimistic locking)."""
+    return Checks(
+        Strict(), Field(ge=minimum, le=VERSION_MAX),
         Fix("give the whole number 'version' you were last given."),
-    ]
+    )
 
 
-def Choice(values: type[enum.Enum] | Sequence[str]) -> Any:  # noqa: N802
-    """One of ``values`` (an enum's values or a fixed list), as a string."""
+def Choice(values: type[enum.Enum] | Sequence[str]) -> Checks:  # noqa: N802
+    """One of ``values`` (an enum's values or a fixed list), as a ``str``."""
     codes = [m.value for m in values] if isinstance(values, type) else list(values)
-    return Annotated[
-        str,
+    return Checks(
         Strict(),
         AfterValidator(_member(codes)),
         WithJsonSchema({"type": "string", "enum": codes}),
         Fix("use one of " + ", ".join(codes) + "."),
-    ]
+    )
 
 
 def _member(codes: Sequence[str]) -> Callable[[str], str]:
@@ -235,10 +274,11 @@ def _member(codes: Sequence[str]) -> Callable[[str], str]:
 
 
 def Codes(known: Callable[[], Iterable[str]], *, least: int = 1,
-          most: int = 30) -> Any:  # noqa: N802
-    """A list of reference codes (agencies, themes...) that live in the database: each checked
-    against ``known()`` when the request is validated, each once. The document lists today's
-    codes (``dr_panel.api.v1`` finds the field by its ``CodesOf`` and fills the enum)."""
+          most: int = 30) -> Checks:  # noqa: N802
+    """A list of reference codes (a ``list[str]``: agencies, themes...) that live in the
+    database: each checked against ``known()`` when the request is validated, each once. The
+    document lists today's codes (``dr_panel.api.v1`` finds the field by its ``CodesOf`` and
+    fills the enum)."""
 
     def check(values: list[str]) -> list[str]:
         allowed = set(known())
@@ -246,8 +286,8 @@ def Codes(known: Callable[[], Iterable[str]], *, least: int = 1,
             raise PydanticCustomError("fix_codes", "not known codes")
         return values
 
-    return Annotated[
-        list[Annotated[str, Strict()]],
+    return Checks(
+        StrictItems(),
         Field(min_length=least, max_length=most),
         AfterValidator(check),
         Fix(
@@ -255,21 +295,18 @@ def Codes(known: Callable[[], Iterable[str]], *, least: int = 1,
             + "{codes}."
         ),
         CodesOf(known),
-    ]
+    )
 
 
-def Code(known: Callable[[], Iterable[str]]) -> Any:  # noqa: N802
-    """One reference code that lives in the database (an agency's, an area's...)."""
+def Code(known: Callable[[], Iterable[str]]) -> Checks:  # noqa: N802
+    """One reference code (a ``str``) that lives in the database (an agency's, an area's...)."""
 
     def check(value: str) -> str:
         if value not in set(known()):
             raise PydanticCustomError("fix_codes", "not a known code")
         return value
 
-    return Annotated[
-        str, Strict(), AfterValidator(check),
-        Fix("use one of {codes}."), CodesOf(known),
-    ]
+    return Checks(Strict(), AfterValidator(check), Fix("use one of {codes}."), CodesOf(known))
 
 
 class CodesOf:
@@ -343,14 +380,14 @@ def _key(loc: Sequence[Any]) -> str:
 
 def _metadata(info: Any, kind: type[Any]) -> Any:
     """``kind``'s instance among a field's metadata, also inside ``Annotated[...] | None``."""
-    for item in getattr(info, "metadata", ()) or ():
+    for item in Checks(*(getattr(info, "metadata", ()) or ())):
         if isinstance(item, kind):
             return item
     return _annotated(getattr(info, "annotation", None), kind)
 
 
 def _annotated(annotation: Any, kind: type[Any]) -> Any:
-    for item in getattr(annotation, "__metadata__", ()) or ():
+    for item in Checks(*(getattr(annotation, "__metadata__", ()) or ())):
         if isinstance(item, kind):
             return item
     for arg in typing.get_args(annotation):

@@ -183,8 +183,8 @@ def _notification_field(key: str) -> tuple[Any, Any]:
                 schema = {"enum": [*values, None], "maxLength": STRING_MAX}
         elif not required:
             schema = {"anyOf": [schema, {"type": NULL}]}
-        text = Text(STRING_MAX, newlines=key == "address",
-                    fix=f"give a string (text in double quotes){or_null}.")
+        text = Annotated[str, Text(STRING_MAX, newlines=key == "address",
+                                   fix=f"give a string (text in double quotes){or_null}.")]
         annotation = Annotated[text if required else text | None, WithJsonSchema(schema)]
     field = Field(title=label, description=described) if required else Field(
         None, title=label, description=described)
@@ -222,7 +222,13 @@ def _digits(raw: Any) -> Any:
 
 
 def _drop_default(schema: dict[str, Any]) -> None:
+    """A parameter left out has no value: the document shows only the values it takes (not
+    null: a query or a header never carries one)."""
     schema.pop("default", None)
+    either = schema.get("anyOf")
+    if either and len(either) == 2 and either[1] == {"type": NULL}:
+        del schema["anyOf"]
+        schema.update(either[0])
 
 
 def _known_substance(code: str) -> str:
@@ -231,34 +237,25 @@ def _known_substance(code: str) -> str:
     return code
 
 
-if TYPE_CHECKING:  # what each is to the type checker (the annotations below are pydantic's)
-    CaseTypeValue = str | None  # the list's filters may be left out
-    CaseStatusValue = str | None
-    AreaCode = str | None
-    SubstanceCode = str | None
-    Reference = str | None
-    Since = date | None
-    PageNumber = int
-    PerPage = int
-    ZeroOrOne = int
-    ReasonHeader = str | None
-    TransitionName = str
-    ReasonText = str
-    ReferenceText = str
-    CaseVersion = int
-else:
-    CaseTypeValue = Choice(CaseType)
-    CaseStatusValue = Choice(CaseStatus)
-    AreaCode = Annotated[str, Field(strict=True, pattern="^[EWSN][0-9]{8}$"),
-                         Fix("use the ONS code of one of your areas, like E06000009.")]
-    SubstanceCode = Annotated[str, Strict(), AfterValidator(_known_substance),
-                              Fix("use one of {codes}."), CodesOf(substance_codes)]
-    Reference = Text(REFERENCE_MAX, newlines=False)
-    PageNumber = Annotated[int, Field(ge=1, le=PAGE_MAX), BeforeValidator(_digits),
-                           Fix(f"give a whole number from 1 to {PAGE_MAX}.")]
-    PerPage = Annotated[int, Field(ge=1, le=PER_PAGE_MAX), BeforeValidator(_digits),
-                        Fix(f"give a whole number from 1 to {PER_PAGE_MAX}.")]
-    Since = IsoDate
+CaseTypeValue = Annotated[str, Choice(CaseType)]
+CaseStatusValue = Annotated[str, Choice(CaseStatus)]
+AreaCode = Annotated[str, Field(strict=True, pattern="^[EWSN][0-9]{8}$"),
+                     Fix("use the ONS code of one of your areas, like E06000009.")]
+SubstanceCode = Annotated[str, Strict(), AfterValidator(_known_substance),
+                          Fix("use one of {codes}."), CodesOf(substance_codes)]
+Reference = Annotated[str, Text(REFERENCE_MAX, newlines=False)]
+PageNumber = Annotated[int, Field(ge=1, le=PAGE_MAX), BeforeValidator(_digits),
+                       Fix(f"give a whole number from 1 to {PAGE_MAX}.")]
+PerPage = Annotated[int, Field(ge=1, le=PER_PAGE_MAX), BeforeValidator(_digits),
+                    Fix(f"give a whole number from 1 to {PER_PAGE_MAX}.")]
+
+
+def _given(value: Any) -> Any:
+    """A parameter is typed ``| None`` for when it is left out, but null is not a value for
+    it (a query or a header never carries one): refused with the field's own sentence."""
+    if value is None:
+        raise PydanticCustomError("fix_field", "null")
+    return value
 
 
 def _maybe(description: str) -> Any:
@@ -271,21 +268,27 @@ class CaseQuery(QueryModel):
     number (``page``, ``per_page``), where the page walks by keyset: see
     ``dr_panel.cases.listing``."""
 
-    type: CaseTypeValue = _maybe("Only cases of this type.")
-    area: AreaCode = _maybe("ONS code of one of your areas; another area is refused (400).")
-    status: CaseStatusValue = _maybe("Only cases in this status.")
-    since: Since = _maybe("Events on or after this date (YYYY-MM-DD).")
-    until: Since = _maybe("Events on or before this date (YYYY-MM-DD).")
-    substance: SubstanceCode = Field(
+    type: CaseTypeValue | None = _maybe("Only cases of this type.")
+    area: AreaCode | None = _maybe(
+        "ONS code of one of your areas; another area is refused (400).")
+    status: CaseStatusValue | None = _maybe("Only cases in this status.")
+    since: IsoDate | None = _maybe("Events on or after this date (YYYY-MM-DD).")
+    until: IsoDate | None = _maybe("Events on or before this date (YYYY-MM-DD).")
+    substance: SubstanceCode | None = Field(
         None, description="Only cases where this substance was suspected.",
         json_schema_extra=_drop_default)
-    q: Reference = _maybe(
+    q: Reference | None = _maybe(
         "A reference or the start of one, like NFO-2026-00 (as on the case list page). A case "
         "is also found under a reference it had before it moved area or type."
     )
     page: PageNumber = Field(1, description="Page number, from 1.")
     per_page: PerPage = Field(PER_PAGE_DEFAULT,
                               description=f"Cases per page, at most {PER_PAGE_MAX}.")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        return _given(value)
 
     @field_validator("until")
     @classmethod
@@ -319,12 +322,11 @@ def _zero_or_one(raw: Any) -> int:
     raise PydanticCustomError("fix_field", "not 0 or 1")
 
 
-if not TYPE_CHECKING:
-    ZeroOrOne = Annotated[
-        int, BeforeValidator(_zero_or_one), WithJsonSchema({"type": "integer", "enum": [0, 1]}),
-        Fix("give 1 to reveal the identifiers (with a reason), or 0."),
-    ]
-    ReasonHeader = Annotated[Text(REASON_MAX, newlines=False), BeforeValidator(_utf8)]
+ZeroOrOne = Annotated[
+    int, BeforeValidator(_zero_or_one), WithJsonSchema({"type": "integer", "enum": [0, 1]}),
+    Fix("give 1 to reveal the identifiers (with a reason), or 0."),
+]
+ReasonHeader = Annotated[str, Text(REASON_MAX, newlines=False), BeforeValidator(_utf8)]
 
 
 class RevealQuery(QueryModel):
@@ -339,11 +341,16 @@ class RevealHeader(QueryModel):
     """The reason for a reveal: a header, never the address (every proxy logs addresses)."""
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True, loc_by_alias=False)
-    reason: ReasonHeader = Field(
+    reason: ReasonHeader | None = Field(
         None, alias="X-Reveal-Reason", json_schema_extra=_drop_default,
         description="Why you need to see who this person is (for example 'preparing the panel "
         "review'). Written to the audit log; never put names or other identifiers in it. UTF-8.",
     )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        return _given(value)
 
 
 def reveal_reason(query: RevealQuery, header: RevealHeader) -> tuple[str | None, dict[str, str]]:
@@ -509,11 +516,10 @@ class CaseList(Answer):
 
 # -- the workflow -------------------------------------------------------------------------------
 
-if not TYPE_CHECKING:
-    TransitionName = Choice([t.name for t in TRANSITIONS])
-    ReasonText = Text(REASON_TEXT_MAX)
-    ReferenceText = Text(REFERENCE_MAX, newlines=False)
-    CaseVersion = Version(1)
+TransitionName = Annotated[str, Choice([t.name for t in TRANSITIONS])]
+ReasonText = Annotated[str, Text(REASON_TEXT_MAX)]
+ReferenceText = Annotated[str, Text(REFERENCE_MAX, newlines=False)]
+CaseVersion = Annotated[int, Version(1)]
 
 
 class TransitionRequest(ApiModel):

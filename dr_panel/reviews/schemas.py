@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 from pydantic import (
     AfterValidator,
@@ -21,7 +21,6 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
-    Strict,
     WithJsonSchema,
     field_validator,
 )
@@ -38,12 +37,14 @@ from dr_panel.reviews import models as m
 from dr_panel.reviews import services as rq
 from dr_panel.webapi import (
     ApiModel,
+    Checks,
     Choice,
     Code,
     Codes,
     Fix,
     Flag,
     IsoDate,
+    StrictItems,
     Text,
     Version,
 )
@@ -65,8 +66,8 @@ def theme_codes() -> list[str]:
     return [t.code for t in fd.active_themes()]
 
 
-def _choices(values: type[enum.Enum]) -> Any:
-    """A list of an enum's values, each once (an empty list is one)."""
+def _choices(values: type[enum.Enum]) -> Checks:
+    """A list of an enum's values (a ``list[str]``), each once (an empty list is one)."""
     codes = [member.value for member in values]
 
     def check(given: list[str]) -> list[str]:
@@ -74,8 +75,8 @@ def _choices(values: type[enum.Enum]) -> Any:
             raise PydanticCustomError("fix_codes", "not known codes")
         return given
 
-    return Annotated[
-        list[Annotated[str, Strict()]],
+    return Checks(
+        StrictItems(),
         Field(max_length=LIST_MAX),
         AfterValidator(check),
         WithJsonSchema(
@@ -87,65 +88,41 @@ def _choices(values: type[enum.Enum]) -> Any:
             }
         ),
         Fix("give a list of codes, each once, from: " + ", ".join(codes) + "."),
-    ]
+    )
 
 
 def _iso(value: datetime) -> str:
     return value.isoformat()
 
 
-# mypy sees plain types; pydantic the constrained ones that say how to fix each field.
-if TYPE_CHECKING:
-    AgencyCode = str
-    AgencyCodes = list[str]
-    ThemeCodes = list[str]
-    Note = str
-    ReturnText = str
-    ShortText = str
-    LongText = str
-    ActionText = str
-    Lead = str
-    Known = str
-    EngagementCode = str
-    DomainCode = str
-    ScoreCode = str
-    PreventabilityCode = str
-    ActionStatusCode = str
-    PlanStatusCode = str
-    RequestStatusCode = str
-    CaseTypeCode = str
-    Interventions = list[str]
-    VersionFrom0 = int
-    VersionFrom1 = int
-    Timestamp = datetime
-else:
-    AgencyCode = Code(agency_codes)
-    AgencyCodes = Codes(agency_codes, least=1, most=LIST_MAX)
-    ThemeCodes = Codes(theme_codes, least=0, most=LIST_MAX)
-    Note = Text(NOTE_MAX)
-    ReturnText = Text(RETURN_TEXT_MAX)
-    ShortText = Text(fd.MAX_SHORT)
-    LongText = Text(fd.MAX_TEXT)
-    ActionText = Text(act.MAX_TEXT)
-    Lead = Text(LEAD_MAX, newlines=False)
-    Known = Choice(YesNoUnknown)
-    EngagementCode = Choice(m.Engagement)
-    DomainCode = Choice(m.Domain)
-    ScoreCode = Choice(m.Score)
-    PreventabilityCode = Choice(m.Preventability)
-    ActionStatusCode = Choice(m.ActionStatus)
-    PlanStatusCode = Choice(m.PlanStatus)
-    RequestStatusCode = Choice(m.RequestStatus)
-    CaseTypeCode = Choice(CaseType)
-    Interventions = _choices(m.Intervention)
-    VersionFrom0 = Version(0)
-    VersionFrom1 = Version(1)
-    # As the API has always written them ("+00:00"), not pydantic's "Z".
-    Timestamp = Annotated[
-        datetime,
-        PlainSerializer(_iso, return_type=str),
-        WithJsonSchema({"type": "string", "format": "date-time"}),
-    ]
+# Each field type is its plain type to mypy and, to pydantic, the checks that say how to fix it.
+AgencyCode = Annotated[str, Code(agency_codes)]
+AgencyCodes = Annotated[list[str], Codes(agency_codes, least=1, most=LIST_MAX)]
+ThemeCodes = Annotated[list[str], Codes(theme_codes, least=0, most=LIST_MAX)]
+Note = Annotated[str, Text(NOTE_MAX)]
+ReturnText = Annotated[str, Text(RETURN_TEXT_MAX)]
+ShortText = Annotated[str, Text(fd.MAX_SHORT)]
+LongText = Annotated[str, Text(fd.MAX_TEXT)]
+ActionText = Annotated[str, Text(act.MAX_TEXT)]
+Lead = Annotated[str, Text(LEAD_MAX, newlines=False)]
+Known = Annotated[str, Choice(YesNoUnknown)]
+EngagementCode = Annotated[str, Choice(m.Engagement)]
+DomainCode = Annotated[str, Choice(m.Domain)]
+ScoreCode = Annotated[str, Choice(m.Score)]
+PreventabilityCode = Annotated[str, Choice(m.Preventability)]
+ActionStatusCode = Annotated[str, Choice(m.ActionStatus)]
+PlanStatusCode = Annotated[str, Choice(m.PlanStatus)]
+RequestStatusCode = Annotated[str, Choice(m.RequestStatus)]
+CaseTypeCode = Annotated[str, Choice(CaseType)]
+Interventions = Annotated[list[str], _choices(m.Intervention)]
+VersionFrom0 = Annotated[int, Version(0)]
+VersionFrom1 = Annotated[int, Version(1)]
+# As the API has always written them ("+00:00"), not pydantic's "Z".
+Timestamp = Annotated[
+    datetime,
+    PlainSerializer(_iso, return_type=str),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
 
 
 class Answer(BaseModel):

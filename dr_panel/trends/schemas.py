@@ -10,7 +10,7 @@ age band...) is ``queries.parse_query``'s, the same rules as the dashboard's.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, WithJsonSchema
 from pydantic.json_schema import SkipJsonSchema
@@ -47,18 +47,11 @@ Month = Annotated[
 AreaCode = Annotated[str, Strict(), Field(pattern=AREA_PATTERN)]
 Key = str | SkipJsonSchema[None]  # a row has the keys of its own dimensions only
 
-if TYPE_CHECKING:  # what the field types hold; at run time they also carry their checks
-    Measure = str
-    Grain = str
-    Dimension = str
-    CaseTypeCode = str
-    SubstanceCode = str
-else:
-    Measure = Choice(MEASURES)
-    Grain = Choice(GRAINS)
-    Dimension = Choice(BY_CHOICES)
-    CaseTypeCode = Choice(CaseType)
-    SubstanceCode = Code(substance_codes)
+Measure = Annotated[str, Choice(MEASURES)]
+Grain = Annotated[str, Choice(GRAINS)]
+Dimension = Annotated[str, Choice(BY_CHOICES)]
+CaseTypeCode = Annotated[str, Choice(CaseType)]
+SubstanceCode = Annotated[str, Code(substance_codes)]
 
 
 class TrendParams(QueryModel):

@@ -221,7 +221,10 @@ def test_two_processes_on_redis_count_sign_in_failures_together(
             data={"email": user.email, "password": PASSWORD},
             environ_base={"REMOTE_ADDR": "203.0.113.5"},
         )
-        assert refused.status_code == 429 and refused.headers["Retry-After"] in {"3", "4"}
+        # Refused at all: alone, this process's 3 failures are free (the control below). The
+        # wait set by the 6th failure (4 s) counts down while the other process exits, so on a
+        # loaded machine it reads less by the time this request asks.
+        assert refused.status_code == 429 and 1 <= int(refused.headers["Retry-After"]) <= 4
         keys = redis.Redis.from_url(redis_db).keys("*")
         assert keys and not any(user.email.encode() in k or b"203.0.113" in k for k in keys)
 

@@ -121,9 +121,9 @@ def test_the_anchor_seam_runs_when_the_audit_package_has_it(
 
 def test_the_worker_follows_a_changed_key_file(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
     followed: list[Flask] = []
-    import dr_panel.keys
+    import dr_panel.crypto
 
-    monkeypatch.setattr(dr_panel.keys, "current", lambda a: followed.append(a))
+    monkeypatch.setattr(dr_panel.crypto, "current", lambda a: followed.append(a))
     runtime.run_due(app, MORNING)
     assert followed == [app]
 

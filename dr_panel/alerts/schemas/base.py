@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -20,7 +20,7 @@ from pydantic_core import PydanticCustomError
 from dr_panel.alerts import drafting as dr
 from dr_panel.alerts.models import AUDIENCES
 from dr_panel.alerts.schemas import area_codes
-from dr_panel.webapi import PAGE_MAX, Codes, Fix, Text
+from dr_panel.webapi import PAGE_MAX, Checks, Codes, Fix, StrictItems, Text
 
 PER_PAGE_MAX = 200
 ONS_FIX = "an ONS code like E06000009."
@@ -35,13 +35,13 @@ def _not_null(value: Any) -> Any:
     return value
 
 
-def Need(kind: Any) -> Any:  # noqa: N802
+def Need() -> Checks:  # noqa: N802
     """A required key: ``null`` is not a value for it (``key: required.``)."""
-    return Annotated[kind, BeforeValidator(_not_null)]
+    return Checks(BeforeValidator(_not_null))
 
 
-def Choices(values: Sequence[str], *, least: int = 0) -> Any:  # noqa: N802
-    """A list of fixed codes (audiences...), each once."""
+def Choices(values: Sequence[str], *, least: int = 0) -> Checks:  # noqa: N802
+    """A list of fixed codes (audiences...), each once (a ``list[str]``)."""
     allowed = frozenset(values)
 
     def check(chosen: list[str]) -> list[str]:
@@ -49,27 +49,26 @@ def Choices(values: Sequence[str], *, least: int = 0) -> Any:  # noqa: N802
             raise PydanticCustomError("fix_codes", "not known codes")
         return chosen
 
-    return Annotated[
-        list[Annotated[str, Strict(), WithJsonSchema({"type": "string", "enum": list(values)})]],
+    return Checks(
+        StrictItems(values),
         Field(min_length=least, max_length=len(values), json_schema_extra={"uniqueItems": True}),
         AfterValidator(check),
         Fix(f"give a list of {'at least one code' if least else 'codes'}, each once, from: "
             + ", ".join(values) + "."),
-    ]
+    )
 
 
-def QueryWhole(low: int, high: int) -> Any:  # noqa: N802
-    """A whole number in a query (its text is a number's digits)."""
-    return Annotated[int, Field(ge=low, le=high), Fix(f"give a whole number from {low} to {high}.")]
+def QueryWhole(low: int, high: int) -> Checks:  # noqa: N802
+    """A whole number (``int``) in a query (its text is a number's digits)."""
+    return Checks(Field(ge=low, le=high), Fix(f"give a whole number from {low} to {high}."))
 
 
-def Out(kind: type[enum.Enum] | Sequence[str], *, nullable: bool = False) -> Any:  # noqa: N802
-    """An answer's code: one of an enum's values (or a fixed list)."""
+def Out(kind: type[enum.Enum] | Sequence[str], *, nullable: bool = False) -> Checks:  # noqa: N802
+    """An answer's code (a ``str``, or ``str | None`` if ``nullable``): one of an enum's values
+    (or a fixed list)."""
     codes: list[Any] = [m.value for m in kind] if isinstance(kind, type) else list(kind)
-    if nullable:
-        return Annotated[str | None, WithJsonSchema(
-            {"anyOf": [{"type": "string", "enum": codes}, {"type": "null"}]})]
-    return Annotated[str, WithJsonSchema({"type": "string", "enum": codes})]
+    shown: dict[str, Any] = {"type": "string", "enum": codes}
+    return Checks(WithJsonSchema({"anyOf": [shown, {"type": "null"}]} if nullable else shown))
 
 
 def omitted(description: str = "") -> Any:
@@ -86,24 +85,15 @@ Count = Annotated[int, Field(ge=0)]
 Ons = Annotated[str, Strict(), Field(pattern="^[A-Za-z0-9]{9}$"), Fix(ONS_FIX)]
 
 
-# mypy sees plain types; pydantic the constrained ones that say how to fix each field, and
-# the answers' codes.
-if TYPE_CHECKING:
-    LongText = str
-    NeedLongText = str
-    AreaCodes = list[str]
-    NeedAreaCodes = list[str]
-    AudienceCodes = list[str]
-    Page = int
-    PerPage = int
-else:
-    LongText = Text(dr.TEXT_MAX)
-    NeedLongText = Need(LongText)
-    AreaCodes = Codes(area_codes)
-    NeedAreaCodes = Need(AreaCodes)
-    AudienceCodes = Choices(list(AUDIENCES))
-    Page = QueryWhole(1, PAGE_MAX)
-    PerPage = QueryWhole(1, PER_PAGE_MAX)
+# Each field type is its plain type to mypy and, to pydantic, the checks that say how to fix
+# each field, and the answers' codes.
+LongText = Annotated[str, Text(dr.TEXT_MAX)]
+NeedLongText = Annotated[LongText, Need()]
+AreaCodes = Annotated[list[str], Codes(area_codes)]
+NeedAreaCodes = Annotated[AreaCodes, Need()]
+AudienceCodes = Annotated[list[str], Choices(list(AUDIENCES))]
+Page = Annotated[int, QueryWhole(1, PAGE_MAX)]
+PerPage = Annotated[int, QueryWhole(1, PER_PAGE_MAX)]
 
 
 class Answer(BaseModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -30,32 +30,17 @@ from dr_panel.alerts.schemas.base import (
 )
 from dr_panel.webapi import ApiModel, Choice, Flag, QueryModel, Text
 
-# mypy sees plain types; pydantic the constrained ones that say how to fix each field, and
-# the answers' codes.
-if TYPE_CHECKING:
-    ChannelChoice = str
-    Line = str
-    NeedLine = str
-    Address = str
-    NeedAddress = str
-    DashboardState = str
-    ChannelFilter = str
-    DeliveryVersion = int
-    ChannelCode = str
-    EventCode = str
-    DeliveryStatusCode = str
-else:
-    ChannelChoice = Need(Choice(Channel))
-    Line = Text(160, newlines=False)
-    NeedLine = Need(Line)
-    Address = Text(500, newlines=False)
-    NeedAddress = Need(Address)
-    DashboardState = Choice(DASHBOARD_STATES)
-    ChannelFilter = Choice(Channel)
-    DeliveryVersion = QueryWhole(1, 32767)
-    ChannelCode = Out(Channel)
-    EventCode = Out(["issued", "expired"])
-    DeliveryStatusCode = Out(DeliveryStatus)
+ChannelChoice = Annotated[str, Choice(Channel), Need()]
+Line = Annotated[str, Text(160, newlines=False)]
+NeedLine = Annotated[Line, Need()]
+Address = Annotated[str, Text(500, newlines=False)]
+NeedAddress = Annotated[Address, Need()]
+DashboardState = Annotated[str, Choice(DASHBOARD_STATES)]
+ChannelFilter = Annotated[str, Choice(Channel)]
+DeliveryVersion = Annotated[int, QueryWhole(1, 32767)]
+ChannelCode = Annotated[str, Out(Channel)]
+EventCode = Annotated[str, Out(["issued", "expired"])]
+DeliveryStatusCode = Annotated[str, Out(DeliveryStatus)]
 
 
 # -- subscriptions and deliveries ----------------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -29,38 +29,20 @@ from dr_panel.alerts.schemas.base import (
 from dr_panel.auth.models import User
 from dr_panel.webapi import ApiModel, Choice, Flag, IsoDate, QueryModel, Text, Version
 
-# mypy sees plain types; pydantic the constrained ones that say how to fix each field, and
-# the answers' codes.
-if TYPE_CHECKING:
-    TitleText = str
-    ContentText = str
-    LevelChoice = str
-    ScopeChoice = str
-    AssessmentRef = str
-    RevisionFrom1 = int
-    SearchText = str
-    AlertStatusChoice = str
-    MsgTypeCode = str
-    VersionState = str
-    AlertLevelCode = str
-    ScopeCode = str
-    AlertStatusCode = str
-    LeakKind = str
-else:
-    TitleText = Text(dr.MAX_LENGTH["title"], newlines=False)
-    ContentText = Text(dr.TEXT_MAX)
-    LevelChoice = Choice(AlertLevel)
-    ScopeChoice = Choice(Scope)
-    AssessmentRef = Need(Text(40, newlines=False))
-    RevisionFrom1 = Version()
-    SearchText = Text(200, newlines=False)
-    AlertStatusChoice = Choice(AlertStatus)
-    MsgTypeCode = Out(MsgType)
-    VersionState = Out(["draft", "awaiting_approval", "issued"])
-    AlertLevelCode = Out(AlertLevel)
-    ScopeCode = Out(Scope)
-    AlertStatusCode = Out(AlertStatus)
-    LeakKind = Out(list(leakgate.KIND_MESSAGES))
+TitleText = Annotated[str, Text(dr.MAX_LENGTH["title"], newlines=False)]
+ContentText = Annotated[str, Text(dr.TEXT_MAX)]
+LevelChoice = Annotated[str, Choice(AlertLevel)]
+ScopeChoice = Annotated[str, Choice(Scope)]
+AssessmentRef = Annotated[str, Text(40, newlines=False), Need()]
+RevisionFrom1 = Annotated[int, Version()]
+SearchText = Annotated[str, Text(200, newlines=False)]
+AlertStatusChoice = Annotated[str, Choice(AlertStatus)]
+MsgTypeCode = Annotated[str, Out(MsgType)]
+VersionState = Annotated[str, Out(["draft", "awaiting_approval", "issued"])]
+AlertLevelCode = Annotated[str, Out(AlertLevel)]
+ScopeCode = Annotated[str, Out(Scope)]
+AlertStatusCode = Annotated[str, Out(AlertStatus)]
+LeakKind = Annotated[str, Out(list(leakgate.KIND_MESSAGES))]
 
 
 def _content_field(key: str) -> Any:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import fields, replace
-from datetime import date
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from pydantic import Field
 from sqlalchemy import select
@@ -42,6 +41,7 @@ from dr_panel.extensions import db
 from dr_panel.reference.models import Area
 from dr_panel.webapi import (
     ApiModel,
+    Checks,
     Choice,
     Flag,
     IsoDate,
@@ -53,8 +53,11 @@ from dr_panel.webapi import (
 )
 
 
-def _range(key: str) -> Any:
+def _range(key: str, kind: type[float]) -> Checks:
+    """A spike-scan setting's range; ``kind`` (``int`` or ``float``) must be the setting's."""
     low, high, whole = sig.SETTING_RANGES[key]
+    if whole != (kind is int):
+        raise TypeError(f"{key} is {'a whole number' if whole else 'a number'}, not {kind}")
     return Whole(int(low), int(high)) if whole else Number(low, high)
 
 
@@ -62,78 +65,40 @@ def _limit(key: str) -> int:
     return drug_reports.TEXT_FIELDS[key][1]
 
 
-# mypy sees plain types; pydantic the constrained ones that say how to fix each field, and
-# the answers' codes.
-if TYPE_CHECKING:
-    ItemStatusChoice = str
-    ReportAreaText = str
-    SeenOn = date
-    SubstanceText = str
-    FormText = str
-    SoldAsText = str
-    AppearanceText = str
-    EffectsText = str
-    PlaceText = str
-    UuidText = str
-    ReliabilityChoice = str
-    RatingChoice = str
-    SeverityChoice = str
-    DecisionChoice = str
-    RevisionFrom0 = int
-    Threshold = float
-    C3Threshold = float
-    MinSigma = float
-    MinCount = int
-    Alpha = float
-    PoissonBaseline = int
-    Lookback = int
-    SignalKindCode = str
-    SignalMethodCode = str
-    CaseTypeOrNull = str | None
-    ItemStatusCode = str
-    ReportSourceCode = str
-    ReportField = str
-    ItemType = str
-    ReliabilityCode = str
-    RatingCode = str
-    SeverityCode = str
-    DecisionCode = str
-    SettingName = str
-else:
-    ItemStatusChoice = Choice(ItemStatus)
-    ReportAreaText = Need(Text(9, newlines=False))
-    SeenOn = Need(IsoDate)
-    SubstanceText = Need(Text(_limit("substance")))
-    FormText = Text(_limit("form"))
-    SoldAsText = Text(_limit("sold_as"))
-    AppearanceText = Text(_limit("appearance"))
-    EffectsText = Need(Text(_limit("effects")))
-    PlaceText = Text(_limit("place"))
-    UuidText = Text(36, newlines=False)
-    ReliabilityChoice = Need(Choice(Reliability))
-    RatingChoice = Need(Choice(Rating))
-    SeverityChoice = Need(Choice(Severity))
-    DecisionChoice = Need(Choice(Decision))
-    RevisionFrom0 = Need(Version(0))
-    Threshold = _range("threshold")
-    C3Threshold = _range("c3_threshold")
-    MinSigma = _range("min_sigma")
-    MinCount = _range("min_count")
-    Alpha = _range("alpha")
-    PoissonBaseline = _range("poisson_baseline")
-    Lookback = _range("lookback")
-    SignalKindCode = Out(SignalKind)
-    SignalMethodCode = Out(SignalMethod)
-    CaseTypeOrNull = Out(CaseType, nullable=True)
-    ItemStatusCode = Out(ItemStatus)
-    ReportSourceCode = Out(ReportSource)
-    ReportField = Out(list(drug_reports.TEXT_FIELDS))
-    ItemType = Out(["signal", "report"])
-    ReliabilityCode = Out(Reliability)
-    RatingCode = Out(Rating)
-    SeverityCode = Out(Severity)
-    DecisionCode = Out(Decision)
-    SettingName = Out([f.name for f in fields(ears.Settings)])
+ItemStatusChoice = Annotated[str, Choice(ItemStatus)]
+ReportAreaText = Annotated[str, Text(9, newlines=False), Need()]
+SeenOn = Annotated[IsoDate, Need()]
+SubstanceText = Annotated[str, Text(_limit("substance")), Need()]
+FormText = Annotated[str, Text(_limit("form"))]
+SoldAsText = Annotated[str, Text(_limit("sold_as"))]
+AppearanceText = Annotated[str, Text(_limit("appearance"))]
+EffectsText = Annotated[str, Text(_limit("effects")), Need()]
+PlaceText = Annotated[str, Text(_limit("place"))]
+UuidText = Annotated[str, Text(36, newlines=False)]
+ReliabilityChoice = Annotated[str, Choice(Reliability), Need()]
+RatingChoice = Annotated[str, Choice(Rating), Need()]
+SeverityChoice = Annotated[str, Choice(Severity), Need()]
+DecisionChoice = Annotated[str, Choice(Decision), Need()]
+RevisionFrom0 = Annotated[int, Version(0), Need()]
+Threshold = Annotated[float, _range("threshold", float)]
+C3Threshold = Annotated[float, _range("c3_threshold", float)]
+MinSigma = Annotated[float, _range("min_sigma", float)]
+MinCount = Annotated[int, _range("min_count", int)]
+Alpha = Annotated[float, _range("alpha", float)]
+PoissonBaseline = Annotated[int, _range("poisson_baseline", int)]
+Lookback = Annotated[int, _range("lookback", int)]
+SignalKindCode = Annotated[str, Out(SignalKind)]
+SignalMethodCode = Annotated[str, Out(SignalMethod)]
+CaseTypeOrNull = Annotated[str | None, Out(CaseType, nullable=True)]
+ItemStatusCode = Annotated[str, Out(ItemStatus)]
+ReportSourceCode = Annotated[str, Out(ReportSource)]
+ReportField = Annotated[str, Out(list(drug_reports.TEXT_FIELDS))]
+ItemType = Annotated[str, Out(["signal", "report"])]
+ReliabilityCode = Annotated[str, Out(Reliability)]
+RatingCode = Annotated[str, Out(Rating)]
+SeverityCode = Annotated[str, Out(Severity)]
+DecisionCode = Annotated[str, Out(Decision)]
+SettingName = Annotated[str, Out([f.name for f in fields(ears.Settings)])]
 
 
 # -- signals, drug-concern reports, assessments -------------------------------------------------

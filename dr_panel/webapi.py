@@ -57,11 +57,19 @@ PAGE_MAX = 100_000
 SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
 
+def operation_id(*, bp_name: str = "", name: str = "", path: str = "", method: str = "") -> str:
+    """The document's operationId of a view that names none: the view's name in camelCase
+    (``list_signals``: ``listSignals``), as the API has always named its operations."""
+    first, *rest = name.split("_")
+    return first + "".join(word.capitalize() for word in rest)
+
+
 def blueprint(name: str, import_name: str, url_prefix: str, tag: str) -> APIBlueprint:
     """One domain's API: registered under the ``/api/v1`` parent by ``dr_panel.api``, so its
     endpoints are ``api.<name>.<view>`` and the bearer token is the only credential there."""
     bp = APIBlueprint(
-        name, import_name, url_prefix=url_prefix, abp_tags=[Tag(name=tag)], abp_security=SECURITY
+        name, import_name, url_prefix=url_prefix, abp_tags=[Tag(name=tag)], abp_security=SECURITY,
+        operation_id_callback=operation_id,
     )
     csrf.exempt(bp)  # bearer tokens, not cookies: no CSRF exposure (checked per blueprint)
     return bp

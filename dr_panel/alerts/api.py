@@ -117,7 +117,7 @@ def get_signal(path: UuidPath) -> Response:
     return answer(ls.Signal.model_validate(sig.signal_json(found)))
 
 
-@api.get("/reports", responses={200: ls.DrugReportList})
+@api.get("/reports", operation_id="listDrugReports", responses={200: ls.DrugReportList})
 @coordinators
 def list_reports(query: ls.ItemQuery) -> Response:
     """Drug-concern reports in your areas, newest first, without their text (coordinators)."""
@@ -127,7 +127,7 @@ def list_reports(query: ls.ItemQuery) -> Response:
         items=[ls.DrugReport.model_validate(drug_reports.report_json(r)) for r in rows]))
 
 
-@api.post("/reports", responses={201: ls.DrugReport})
+@api.post("/reports", operation_id="createDrugReport", responses={201: ls.DrugReport})
 @roles(Role.COORDINATOR, Role.PANEL_MEMBER, Role.AGENCY_CONTRIBUTOR, Role.LEAD)
 def create_report(body: ls.NewDrugReport) -> Response:
     """Report a drug concern (any role but admin).
@@ -142,7 +142,7 @@ def create_report(body: ls.NewDrugReport) -> Response:
     return answer(ls.DrugReport.model_validate(drug_reports.report_json(report)), 201)
 
 
-@api.get("/reports/<uuid>", responses={
+@api.get("/reports/<uuid>", operation_id="getDrugReport", responses={
     200: ls.DrugReport, **problems(_404="No such report, or it is outside your areas.")})
 @coordinators
 def get_report(path: UuidPath) -> Response:
@@ -343,8 +343,8 @@ def rotate_subscription_secret(path: UuidPath) -> Response:
     return _secret_answer(sub, secret)
 
 
-@api.get("/alerts/<uuid>/deliveries", responses={200: bs.DeliveryList,
-                                                 **problems(_404=NO_SUBSCRIPTION)})
+@api.get("/alerts/<uuid>/deliveries", operation_id="listAlertDeliveries",
+         responses={200: bs.DeliveryList, **problems(_404=NO_SUBSCRIPTION)})
 @coordinators
 def alert_deliveries(path: UuidPath, query: bs.DeliveryQuery) -> Response:
     """Who an alert's versions went to (coordinators of the alert's area).

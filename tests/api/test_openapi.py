@@ -4,6 +4,7 @@ schemathesis finds no server error and no answer outside it."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -52,6 +53,17 @@ def test_the_document_is_valid_openapi(doc: dict[str, Any]) -> None:
     assert doc["openapi"] == "3.1.0"
     assert doc["paths"]["/api/v1/openapi.json"]["get"]["security"] == []
     assert doc["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+
+
+def test_every_operation_has_a_stable_camel_case_id(doc: dict[str, Any]) -> None:
+    """Client generators name their methods after these: a library's default (built from the
+    path) would rename every method of every client when a route moves."""
+    ids = [op["operationId"] for item in doc["paths"].values() for op in item.values()
+           if isinstance(op, dict) and "responses" in op]
+    assert len(ids) == len(set(ids)) == 43
+    assert all(re.fullmatch(r"[a-z]+(?:[A-Z][a-z]*)*", i) for i in ids), ids
+    assert {"listCases", "listDrugReports", "listAlertDeliveries", "rotateSubscriptionSecret",
+            "getOpenApi", "getTrends"} <= set(ids)
 
 
 def test_the_document_describes_every_api_route(app: Any, doc: dict[str, Any]) -> None:
